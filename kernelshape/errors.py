@@ -1,0 +1,91 @@
+"""Errors kernelshape raises on purpose.
+
+Every error derives from :class:`KernelShapeError` and also from the matching built-in
+exception, so ``except ValueError`` keeps working for callers who do not know this package.
+Messages say what was expected and what was got.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "KernelShapeError",
+    "ExpressionError",
+    "UnsafeExpressionError",
+    "UnknownNameError",
+    "ActivationError",
+    "FreeParameterError",
+    "NotRealError",
+    "InfiniteMomentError",
+    "DomainError",
+    "PrecisionError",
+    "NetworkError",
+    "TransformError",
+    "UnreachableTargetError",
+    "ConvergenceError",
+    "UnsupportedError",
+    "CodegenError",
+]
+
+
+class KernelShapeError(Exception):
+    """Base class of every error raised on purpose by kernelshape."""
+
+
+class ExpressionError(KernelShapeError, ValueError):
+    """Expression text or a sympy expression that cannot be an activation."""
+
+
+class UnsafeExpressionError(ExpressionError):
+    """Expression text using syntax outside the whitelist (attributes, lambdas, ...)."""
+
+
+class UnknownNameError(ExpressionError, NameError):
+    """A function or symbol name that the expression vocabulary does not know."""
+
+
+class ActivationError(KernelShapeError, ValueError):
+    """An activation that cannot be used as asked (bad parameter, unknown built-in, ...)."""
+
+
+class FreeParameterError(ActivationError):
+    """A map or evaluation was asked for while activation parameters are still free."""
+
+
+class NotRealError(ActivationError):
+    """The activation is not real-valued on the whole real line (log(x), sqrt(x), ...)."""
+
+
+class InfiniteMomentError(ActivationError):
+    """The Gaussian second moment E[phi(sqrt(q) z)^2] does not exist (exp(x**2), ...)."""
+
+
+class DomainError(KernelShapeError, ValueError):
+    """An argument outside its domain: c outside [-1, 1], q <= 0, NaN input, bad order."""
+
+
+class PrecisionError(KernelShapeError, ValueError):
+    """A precision request that cannot be honoured (digits < 1, ...)."""
+
+
+class NetworkError(KernelShapeError, ValueError):
+    """A network description that is malformed (weights, depths, shapes)."""
+
+
+class TransformError(KernelShapeError, ValueError):
+    """A transform that cannot be computed as asked (bad target, unsupported activation)."""
+
+
+class UnreachableTargetError(TransformError):
+    """A transform target no parameter value can reach; says which and the closest value."""
+
+
+class ConvergenceError(KernelShapeError, ArithmeticError):
+    """An iterative computation (quadrature, root finding) did not converge."""
+
+
+class UnsupportedError(KernelShapeError, NotImplementedError):
+    """A combination the theory or this package does not cover."""
+
+
+class CodegenError(KernelShapeError, ValueError):
+    """Code generation that cannot produce correct code (unknown target, unmapped function)."""

@@ -1,0 +1,234 @@
+"""Expression text to sympy, without executing Python.
+
+The text is parsed with :func:`ast.parse` (which only builds a syntax tree) and the tree is
+walked against a whitelist: numbers, the operators ``+ - * / **``, unary minus, calls to the
+functions in :data:`FUNCTIONS`, the constants in :data:`CONSTANTS`, comparisons inside
+``where(cond, a, b)``, the variable ``x`` and declared parameter names. Anything else
+(attribute access, subscripts, lambdas, keyword arguments, strings, unknown names, ...) is
+rejected with an :class:`~kernelshape.errors.ExpressionError` naming the offending piece.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterable
+
+import sympy as sp
+
+from .errors import ExpressionError, UnknownNameError, UnsafeExpressionError
+
+__all__ = ["X", "parse_expression", "FUNCTIONS", "CONSTANTS"]
+
+#: The activation's variable. Real, so that sympy simplifies ``Abs``/``sign`` correctly.
+X = sp.Symbol("x", real=True)
+
+MAX_LENGTH = 2000
+MAX_DEPTH = 60
+
+
+def _relu(u):
+    return sp.Max(0, u)
+
+
+def _sigmoid(u):
+    return 1 / (1 + sp.exp(-u))
+
+
+def _softplus(u):
+    return sp.log(1 + sp.exp(u))
+
+
+def _where(cond, a, b):
+    return sp.Piecewise((a, cond), (b, True))
+
+
+#: Function names accepted in expression text, with their arity and sympy meaning.
+FUNCTIONS = {
+    "exp": (1, sp.exp), "log": (1, sp.log), "sqrt": (1, sp.sqrt), "cbrt": (1, sp.cbrt),
+    "sin": (1, sp.sin), "cos": (1, sp.cos), "tan": (1, sp.tan),
+    "sinh": (1, sp.sinh), "cosh": (1, sp.cosh), "tanh": (1, sp.tanh),
+    "atan": (1, sp.atan), "arctan": (1, sp.atan), "asinh": (1, sp.asinh),
+    "arcsinh": (1, sp.asinh), "erf": (1, sp.erf), "erfc": (1, sp.erfc),
+    "abs": (1, sp.Abs), "Abs": (1, sp.Abs), "sign": (1, sp.sign),
+    "heaviside": ((1, 2), lambda u, h0=sp.S.Half: sp.Heaviside(u, h0)),
+    "Heaviside": ((1, 2), lambda u, h0=sp.S.Half: sp.Heaviside(u, h0)),
+    "max": (2, sp.Max), "Max": (2, sp.Max), "min": (2, sp.Min), "Min": (2, sp.Min),
+    "relu": (1, _relu), "sigmoid": (1, _sigmoid), "softplus": (1, _softplus),
+    "where": (3, _where),
+    "Piecewise": (None, None),  # sympy's printed form: Piecewise((expr, cond), ..., (expr, True))
+}
+
+#: Constant names accepted in expression text.
+CONSTANTS = {"pi": sp.pi, "E": sp.E, "e": sp.E}
+
+_BINOPS = {
+    ast.Add: lambda a, b: a + b,
+    ast.Sub: lambda a, b: a - b,
+    ast.Mult: lambda a, b: a * b,
+    ast.Div: lambda a, b: a / b,
+    ast.Pow: lambda a, b: a**b,
+}
+_CMPOPS = {
+    ast.Lt: sp.StrictLessThan, ast.LtE: sp.LessThan,
+    ast.Gt: sp.StrictGreaterThan, ast.GtE: sp.GreaterThan,
+}
+
+
+def parse_expression(text: str, parameters: Iterable[str] = ()) -> sp.Expr:
+    """Parse activation text into a sympy expression in :data:`X`.
+
+    Args:
+        text: e.g. ``"x*tanh(softplus(x))"``. ASCII only, at most 2000 characters.
+        parameters: names allowed besides ``x`` (they become real sympy symbols).
+
+    Returns:
+        The sympy expression.
+
+    Raises:
+        UnsafeExpressionError: syntax outside the whitelist.
+        UnknownNameError: a name that is neither ``x``, a parameter, a function nor a constant.
+        ExpressionError: text that is not an expression at all, too long or too deep.
+
+    Example:
+        >>> parse_expression("x*tanh(softplus(x))")
+        x*tanh(log(exp(x) + 1))
+    """
+    if not isinstance(text, str):
+        raise ExpressionError(f"expected expression text (str), got {type(text).__name__}")
+    if len(text) > MAX_LENGTH:
+        raise ExpressionError(
+            f"expression text too long: {len(text)} characters, at most {MAX_LENGTH} allowed")
+    if not text.isascii():
+        bad = next(ch for ch in text if not ch.isascii())
+        raise UnsafeExpressionError(
+            f"expression text must be ASCII; got the character {bad!r} (U+{ord(bad):04X}); "
+            "look-alike characters are rejected")
+    depth = 0
+    for ch in text:
+        depth += ch == "("
+        depth -= ch == ")"
+        if depth > MAX_DEPTH:
+            raise ExpressionError(f"expression nested deeper than {MAX_DEPTH} parentheses")
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as err:
+        raise ExpressionError(f"cannot parse expression {text!r}: {err}") from err
+    params = {name: sp.Symbol(name, real=True) for name in parameters}
+    return _Walker(params, text).visit(tree.body, 0)
+
+
+class _Walker:
+    def __init__(self, params, text):
+        self.params = params
+        self.text = text
+
+    def visit(self, node, depth):
+        if depth > 4 * MAX_DEPTH:
+            raise ExpressionError(f"expression nested deeper than {4 * MAX_DEPTH} operations")
+        method = getattr(self, "_" + type(node).__name__, None)
+        if method is None:
+            snippet = ast.get_source_segment(self.text, node) or type(node).__name__
+            raise UnsafeExpressionError(
+                f"{type(node).__name__} is not allowed in an activation expression "
+                f"(at {snippet!r}); allowed: numbers, x, parameters, + - * / **, "
+                f"and the functions {', '.join(sorted(FUNCTIONS))}")
+        return method(node, depth + 1)
+
+    def _Constant(self, node, depth):
+        value = node.value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UnsafeExpressionError(
+                f"only real number literals are allowed, got {value!r}")
+        if isinstance(value, int):
+            if abs(value) > 10**100:
+                raise ExpressionError(f"integer literal too large: {value}")
+            return sp.Integer(value)
+        # Keep the decimal text exactly (0.044715 stays 44715/10^6, not its binary float).
+        segment = ast.get_source_segment(self.text, node)
+        return sp.Rational(segment) if segment else sp.Float(value)
+
+    def _Name(self, node, depth):
+        name = node.id
+        if name == "x":
+            return X
+        if name in self.params:
+            return self.params[name]
+        if name in CONSTANTS:
+            return CONSTANTS[name]
+        if name in FUNCTIONS:
+            raise ExpressionError(f"function {name!r} used without calling it")
+        raise UnknownNameError(
+            f"unknown name {name!r} in expression; the variable is 'x', declared parameters "
+            f"are {sorted(self.params) or 'none'} (declare more with parameters=... or fix "
+            f"them by keyword), constants are {sorted(CONSTANTS)}")
+
+    def _BinOp(self, node, depth):
+        op = _BINOPS.get(type(node.op))
+        if op is None:
+            raise UnsafeExpressionError(
+                f"operator {type(node.op).__name__} is not allowed; use + - * / **")
+        left, right = self.visit(node.left, depth), self.visit(node.right, depth)
+        if isinstance(node.op, ast.Pow) and right.is_number and abs(float(right)) > 1000:
+            raise ExpressionError(f"exponent {right} too large (at most 1000 in size)")
+        return op(left, right)
+
+    def _UnaryOp(self, node, depth):
+        operand = self.visit(node.operand, depth)
+        if isinstance(node.op, ast.USub):
+            return -operand
+        if isinstance(node.op, ast.UAdd):
+            return operand
+        raise UnsafeExpressionError(f"unary operator {type(node.op).__name__} is not allowed")
+
+    def _Compare(self, node, depth):
+        if len(node.ops) != 1 or type(node.ops[0]) not in _CMPOPS:
+            raise UnsafeExpressionError("only single comparisons < <= > >= are allowed")
+        return _CMPOPS[type(node.ops[0])](
+            self.visit(node.left, depth), self.visit(node.comparators[0], depth))
+
+    def _Call(self, node, depth):
+        if not isinstance(node.func, ast.Name):
+            raise UnsafeExpressionError(
+                "only calls of whitelisted functions by plain name are allowed, got "
+                f"{ast.get_source_segment(self.text, node.func)!r}")
+        name = node.func.id
+        if name not in FUNCTIONS:
+            raise UnknownNameError(
+                f"unknown function {name!r}; known functions: {', '.join(sorted(FUNCTIONS))}")
+        if node.keywords:
+            raise UnsafeExpressionError(f"keyword arguments are not allowed (in {name}(...))")
+        arity, fn = FUNCTIONS[name]
+        if name == "Piecewise":
+            return self._piecewise(node, depth)
+        if isinstance(arity, tuple) and len(node.args) in arity:
+            pass
+        elif len(node.args) != arity:
+            raise ExpressionError(
+                f"{name} takes {arity} argument(s), got {len(node.args)}")
+        args = []
+        for i, arg in enumerate(node.args):
+            if isinstance(arg, ast.Compare) and not (name == "where" and i == 0):
+                raise UnsafeExpressionError("comparisons are only allowed as where(cond, a, b)")
+            args.append(self.visit(arg, depth))
+        if name == "where" and not isinstance(node.args[0], ast.Compare):
+            raise ExpressionError("the first argument of where(...) must be a comparison")
+        return fn(*args)
+
+    def _piecewise(self, node, depth):
+        pairs = []
+        for arg in node.args:
+            if not (isinstance(arg, ast.Tuple) and len(arg.elts) == 2):
+                raise ExpressionError("Piecewise takes (expression, condition) pairs")
+            value = self.visit(arg.elts[0], depth)
+            cond_node = arg.elts[1]
+            if isinstance(cond_node, ast.Constant) and cond_node.value is True:
+                cond = sp.true
+            elif isinstance(cond_node, ast.Compare):
+                cond = self.visit(cond_node, depth)
+            else:
+                raise UnsafeExpressionError(
+                    "Piecewise conditions must be single comparisons or True")
+            pairs.append((value, cond))
+        if not pairs:
+            raise ExpressionError("Piecewise needs at least one (expression, condition) pair")
+        return sp.Piecewise(*pairs)

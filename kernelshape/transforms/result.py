@@ -1,0 +1,174 @@
+"""The result of a DKS / TAT solve: parameters, the transformed activation, residuals.
+
+:class:`Transform` is a small frozen record. ``params`` uses the ``dks`` package's key names
+(``input_scale``, ``input_shift``, ``output_shift``, ``output_scale`` and, for the leaky ReLU
+family, ``negative_slope``), so ``phi_hat(x) = output_scale * (phi(input_scale * x +
+input_shift) + output_shift)``. It round-trips through JSON with :meth:`Transform.to_dict`
+and :meth:`Transform.from_dict`; the base activation is stored as text and re-read with the
+safe parser, never evaluated as Python.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Mapping
+
+import sympy as sp
+
+from ..activations import Activation
+from ..errors import TransformError
+from ..parsing import parse_expression
+
+__all__ = ["Residual", "Transform", "PARAM_KEYS"]
+
+#: Parameter keys in the order of the transform formula (``dks`` names).
+PARAM_KEYS = ("input_scale", "input_shift", "output_shift", "output_scale")
+
+
+@dataclasses.dataclass(frozen=True)
+class Residual:
+    """One condition of a transform: what was asked, what the solution achieves.
+
+    Attributes:
+        condition: e.g. ``"Q(1)"``, ``"Q'(1)"``, ``"C(0)"``, ``"C'(1)"``, ``"C''(1)"``,
+            ``"M(0)"`` (the TAT leaky ReLU subnetwork value).
+        target: the target value.
+        achieved: the value the transformed activation attains (independently evaluated).
+    """
+
+    condition: str
+    target: float
+    achieved: float
+
+    @property
+    def difference(self) -> float:
+        """``|achieved - target|``."""
+        return abs(float(self.achieved) - float(self.target))
+
+
+@dataclasses.dataclass(frozen=True)
+class Transform:
+    """A solved DKS or TAT transform of one activation for one network.
+
+    Attributes:
+        method: ``"dks"`` or ``"tat"``.
+        base: the activation before the transform, parameters fixed except those the
+            method solved for (their values are in ``params``).
+        params: ``dks``-named parameters (floats, or mpmath numbers when ``digits`` is set).
+        targets: the targets the solve used, e.g. ``{"zeta": 1.5, "q_slope": 1.0,
+            "xi": 1.0081}`` for DKS (``xi`` the local C'(1)), ``{"tau": 0.3, "tau_local": ...}``
+            or ``{"eta": 0.9}`` for TAT.
+        network: a readable description of the network the targets refer to.
+        residuals: every condition with target and achieved value.
+        digits: significant digits of the solve (``None`` = float64).
+    """
+
+    method: str
+    base: Activation
+    params: Mapping[str, float]
+    targets: Mapping[str, float]
+    network: str
+    residuals: tuple[Residual, ...]
+    digits: int | None = None
+
+    @functools.cached_property
+    def activation(self) -> Activation:
+        """The transformed activation ``output_scale*(phi(input_scale*x+input_shift)+output_shift)``."""
+        base = self.base
+        if "negative_slope" in self.params and "negative_slope" in base.free:
+            base = base.fix(negative_slope=self.params["negative_slope"])
+        p = {k: self.params.get(k, d) for k, d in zip(PARAM_KEYS, (1.0, 0.0, 0.0, 1.0))}
+        return base.affine(*(p[k] for k in PARAM_KEYS))
+
+    @property
+    def max_residual(self) -> float:
+        """Largest ``|achieved - target|`` over the conditions."""
+        return max((r.difference for r in self.residuals), default=0.0)
+
+    def __repr__(self):
+        params = ", ".join(f"{k}={_fmt(v)}" for k, v in self.params.items())
+        targets = ", ".join(f"{k}={_fmt(v)}" for k, v in self.targets.items())
+        name = self.base.name or sp.sstr(self.base.expr)
+        prec = f"{self.digits} digits" if self.digits else "float64"
+        return (f"Transform({self.method}: {name} on {self.network}; {targets}; {params}; "
+                f"max residual {self.max_residual:.2e}, {prec})")
+
+    def _repr_html_(self):
+        rows = "".join(f"<tr><td>{k}</td><td>{_fmt(v)}</td></tr>" for k, v in self.params.items())
+        res = "".join(
+            f"<tr><td>{r.condition}</td><td>{_fmt(r.target)}</td><td>{_fmt(r.achieved)}</td>"
+            f"<td>{r.difference:.2e}</td></tr>" for r in self.residuals)
+        name = _html(self.base.name or sp.sstr(self.base.expr))
+        return (f"<p><b>{self.method.upper()}</b> transform of <code>{name}</code> on "
+                f"{_html(self.network)}</p><table><tr><th>parameter</th><th>value</th></tr>"
+                f"{rows}</table><table><tr><th>condition</th><th>target</th><th>achieved</th>"
+                f"<th>|difference|</th></tr>{res}</table>")
+
+    # -- JSON ----------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """A JSON-safe dict (numbers as floats, or decimal strings when ``digits`` is set)."""
+        enc = _encode if self.digits else float
+        return {
+            "method": self.method,
+            "base": {"expr": sp.sstr(self.base.template), "name": self.base.name,
+                     "parameters": list(self.base.parameters),
+                     "values": {k: float(v) for k, v in self.base.values.items()}},
+            "params": {k: enc(v) for k, v in self.params.items()},
+            "targets": {k: enc(v) for k, v in self.targets.items()},
+            "network": self.network,
+            "residuals": [{"condition": r.condition, "target": enc(r.target),
+                           "achieved": enc(r.achieved)} for r in self.residuals],
+            "digits": self.digits,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> Transform:
+        """Inverse of :meth:`to_dict` (the expression is re-parsed safely)."""
+        try:
+            base = data["base"]
+            digits = data.get("digits")
+            dec = _decoder(digits)
+            expr = parse_expression(base["expr"], base.get("parameters", ()))
+            act = Activation(expr, name=base.get("name"), values=base.get("values", {}))
+            return cls(
+                method=str(data["method"]), base=act,
+                params={k: dec(v) for k, v in data["params"].items()},
+                targets={k: dec(v) for k, v in data["targets"].items()},
+                network=str(data["network"]),
+                residuals=tuple(Residual(r["condition"], dec(r["target"]), dec(r["achieved"]))
+                                for r in data["residuals"]),
+                digits=digits)
+        except (KeyError, TypeError, AttributeError) as err:
+            raise TransformError(f"not a kernelshape Transform dict: {err!r}") from err
+
+
+def _encode(v):
+    import mpmath
+    if isinstance(v, mpmath.mpf):
+        return mpmath.nstr(v, mpmath.mp.dps + 5, strip_zeros=False)
+    return float(v)
+
+
+def _decoder(digits):
+    if not digits:
+        return float
+
+    def dec(v):
+        import mpmath
+        with mpmath.workdps(digits + 10):
+            return mpmath.mpf(v) if isinstance(v, str) else mpmath.mpf(float(v))
+    return dec
+
+
+def _fmt(v):
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return str(v)
+    return repr(f) if math.isfinite(f) else str(f)
+
+
+def _html(text):
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
