@@ -149,8 +149,25 @@ class Activation:
         self.values = {k: _check_value(k, v) for k, v in values.items()}
         self.name = name
         self.expr = expr.subs({self._symbols[k]: _exact(v) for k, v in self.values.items()})
+        self.base = self
+        self.affine_params = (1.0, 0.0, 0.0, 1.0)
         if not self.free:
             self._check_real()
+
+    @classmethod
+    def _affine_of(cls, base: Activation, params) -> Activation:
+        """``g * (base(a x + b) + d)`` sharing the base's pieces and compiled kernels."""
+        a, b, d, g = params
+        new = cls.__new__(cls)
+        new._symbols = {}
+        new.values = {}
+        new.name = None
+        a_, b_, d_, g_ = (_exact(v) for v in params)
+        new.expr = g_ * (base.expr.subs(X, a_ * X + b_) + d_)
+        new._template = new.expr
+        new.base = base
+        new.affine_params = (a, b, d, g)
+        return new
 
     # -- description ---------------------------------------------------------------------
     @property
@@ -175,10 +192,33 @@ class Activation:
 
     def affine(self, input_scale: float = 1.0, input_shift: float = 0.0,
                output_shift: float = 0.0, output_scale: float = 1.0) -> Activation:
-        """``output_scale * (phi(input_scale * x + input_shift) + output_shift)`` (exact)."""
-        a, b, d, g = (_exact(v) for v in (input_scale, input_shift, output_shift, output_scale))
-        expr = g * (self.expr.subs(X, a * X + b) + d)
-        return Activation(expr, name=None)
+        """``output_scale * (phi(input_scale * x + input_shift) + output_shift)``.
+
+        The result shares this activation's compiled kernels (no new compilation): maps and
+        solvers pass the four numbers to the kernels. Composes with an existing transform.
+
+        Example:
+            >>> activation("tanh").affine(2.0, 0.5, -0.1, 3.0).expr
+            3*tanh(2*x + 1/2) - 3/10
+        """
+        self._require_fixed("a transformed activation")
+        params = [v if isinstance(v, mpmath.mpf) else float(v)
+                  for v in (input_scale, input_shift, output_shift, output_scale)]
+        for key, v in zip(("input_scale", "input_shift", "output_shift", "output_scale"), params):
+            if not math.isfinite(float(v)):
+                raise ActivationError(f"{key} must be finite, got {v!r}")
+        a2, b2, d2, g2 = params
+        if a2 == 0.0 or g2 == 0.0:
+            raise ActivationError(
+                f"input_scale and output_scale must be nonzero, got {a2!r} and {g2!r}")
+        a1, b1, d1, g1 = self.affine_params
+        combined = (a1 * a2, a1 * b2 + b1, d1 + d2 / g1, g1 * g2)
+        return Activation._affine_of(self.base, combined)
+
+    @property
+    def is_affine(self) -> bool:
+        """True for a transformed activation ``g * (base(a x + b) + d)`` of another one."""
+        return self.base is not self
 
     def __repr__(self):
         label = f"{self.name}: " if self.name else ""
@@ -211,6 +251,9 @@ class Activation:
     @functools.cached_property
     def branches(self) -> tuple[sp.Expr, ...]:
         """The analytic branch expressions of the folded piecewise form (one if smooth)."""
+        if self.is_affine:
+            a, b, d, g = (_exact(v) for v in self.affine_params)
+            return tuple(g * (e.subs(X, a * X + b) + d) for e in self.base.branches)
         folded = self._folded
         if isinstance(folded, sp.Piecewise):
             return tuple(e for e, _ in folded.args)
@@ -229,6 +272,9 @@ class Activation:
     def breakpoints(self) -> tuple[float, ...]:
         """Sorted x values where the branch changes (kink or jump candidates)."""
         self._require_fixed("locating kinks")
+        if self.is_affine:
+            a, b = self.affine_params[:2]
+            return tuple(sorted((k - b) / a for k in self.base.breakpoints))
         points = set()
         for rel in set().union(*(c.atoms(sp.Rel) for c in self._conditions)):
             if isinstance(rel, (sp.Eq, sp.Ne)):
@@ -244,6 +290,11 @@ class Activation:
     @functools.cached_property
     def pieces(self) -> tuple[Piece, ...]:
         """Intervals between breakpoints, each with the branch that holds there."""
+        if self.is_affine:
+            a, b = self.affine_params[:2]
+            mapped = [Piece(*sorted(((p.lo - b) / a, (p.hi - b) / a)), p.branch)
+                      for p in self.base.pieces]
+            return tuple(sorted(mapped, key=lambda p: p.lo))
         edges = (-math.inf, *self.breakpoints, math.inf)
         out = []
         for lo, hi in zip(edges[:-1], edges[1:]):
@@ -272,6 +323,13 @@ class Activation:
 
     @functools.cached_property
     def _raw_kinks(self) -> tuple[Kink, ...]:
+        if self.is_affine:
+            a, b, _, g = self.affine_params
+            sgn = 1.0 if a > 0 else -1.0
+            return tuple(sorted(
+                (Kink((k.location - b) / a, k.order,
+                      tuple(sgn * g * a**n * j for n, j in enumerate(k.jumps)))
+                 for k in self.base.kinks), key=lambda k: k.location))
         out = []
         edges = (-math.inf, *self.breakpoints, math.inf)
         for i, b in enumerate(self.breakpoints):
@@ -311,13 +369,22 @@ class Activation:
     # -- numeric evaluation --------------------------------------------------------------
     @functools.cached_property
     def jit(self):
-        """The numba module of this activation's branches (see :mod:`kernelshape._jit`)."""
+        """The numba module of the *base* activation's branches (see :mod:`kernelshape._jit`).
+
+        Kernels work in base coordinates: pass them ``_piece_arrays`` (the base pieces) and
+        fold ``affine_params`` into their arguments (see :func:`kernelshape.maps.gauss.expect`).
+        """
         self._require_fixed("numeric evaluation")
+        if self.is_affine:
+            return self.base.jit
         from ._jit import jit_module
         return jit_module(self.branches)
 
     @functools.cached_property
     def _piece_arrays(self):
+        """Base pieces as arrays (lo, hi, branch) for the kernels."""
+        if self.is_affine:
+            return self.base._piece_arrays
         lo = np.array([p.lo for p in self.pieces], dtype=np.float64)
         hi = np.array([p.hi for p in self.pieces], dtype=np.float64)
         br = np.array([p.branch for p in self.pieces], dtype=np.int64)
@@ -329,8 +396,10 @@ class Activation:
             from .errors import DomainError
             raise DomainError(f"order must be 0, 1 or 2, got {order!r}")
         arr = np.asarray(x, dtype=np.float64)
+        a, b, d, g = self.affine_params
         lo, hi, br = self._piece_arrays
-        out = self.jit.evaluate(arr.ravel(), order, lo, hi, br).reshape(arr.shape)
+        out = self.jit.evaluate(a * arr.ravel() + b, order, lo, hi, br).reshape(arr.shape)
+        out = g * a**order * out + (g * d if order == 0 else 0.0)
         return out if arr.ndim else float(out)
 
     @functools.cached_property
@@ -343,6 +412,9 @@ class Activation:
         """phi (or a derivative, away from kinks) in mpmath at the current precision."""
         self._require_fixed("mpmath evaluation")
         x = mpmath.mpf(x)
+        if self.is_affine:
+            a, b, d, g = (mpmath.mpf(v) for v in self.affine_params)
+            return g * a**order * self.base.mp(a * x + b, order) + (g * d if order == 0 else 0)
         for piece in self.pieces:
             if piece.lo <= x <= piece.hi:
                 return self._mp_branches[piece.branch][order](x)
@@ -438,12 +510,15 @@ def _limit_value(expr, order, x0):
 
 
 def _exact(v):
-    """Numbers become exact sympy numbers (floats keep their binary value exactly)."""
+    """Numbers as sympy numbers: floats keep their binary value, mpf numbers their precision."""
     if isinstance(v, sp.Basic):
         return v
     if isinstance(v, (int, np.integer)):
         return sp.Integer(int(v))
-    return sp.Rational(float(v))
+    if isinstance(v, mpmath.mpf):
+        return sp.Float(v, max(15, mpmath.mp.dps))
+    f = float(v)
+    return sp.Integer(int(f)) if f.is_integer() and abs(f) < 2**53 else sp.Float(f)
 
 
 def _check_value(name, value):

@@ -41,7 +41,8 @@ def expect(act, terms, a: float = 1.0, b: float = 0.0, *, rtol: float = _ACCEPT)
     """Gaussian expectations of products of derivatives of ``phi(a z + b)``.
 
     Args:
-        act: a fixed :class:`~kernelshape.activations.Activation`.
+        act: a fixed :class:`~kernelshape.activations.Activation` (transformed ones are
+            reduced to their base, so no new kernel is compiled per transform).
         terms: sequence of ``(d1, d2, p)``: ``E[phi^(d1)(x) phi^(d2)(x) z^p]`` with
             ``x = a z + b``; ``d = -1`` stands for the factor 1. Derivatives are in x and
             exclude Dirac masses at kinks (callers add those).
@@ -54,7 +55,46 @@ def expect(act, terms, a: float = 1.0, b: float = 0.0, *, rtol: float = _ACCEPT)
 
     Raises:
         ConvergenceError: when refining the panels does not meet the tolerance.
+
+    Example:
+        >>> from kernelshape import activation
+        >>> values, errors = expect(activation("relu"), [(0, 0, 0)])   # E[relu(z)^2]
+        >>> round(float(values[0]), 15)
+        0.5
     """
+    terms = [tuple(int(v) for v in t) for t in np.asarray(terms, dtype=np.int64).reshape(-1, 3)]
+    if not act.is_affine:
+        return _expect_base(act, terms, float(a), float(b), rtol)
+    # phi_hat^(d)(x) = g A^d phi^(d)(A x + B) (+ g D when d = 0): expand into base terms.
+    A, B, D, G = (float(v) for v in act.affine_params)
+    factors = []
+    for d1, d2, p in terms:
+        parts = [[]]
+        for d in (d1, d2):
+            if d < 0:
+                continue
+            options = [(G * A**d, d)] + ([(G * D, -1)] if d == 0 and D != 0.0 else [])
+            parts = [prev + [opt] for prev in parts for opt in options]
+        combo = []
+        for choice in parts:
+            coef = 1.0
+            ds = []
+            for c, d in choice:
+                coef *= c
+                if d >= 0:
+                    ds.append(d)
+            ds += [-1] * (2 - len(ds))
+            combo.append((coef, (ds[0], ds[1], p)))
+        factors.append(combo)
+    needed = sorted({key for combo in factors for _, key in combo})
+    values, errors = _expect_base(act.base, needed, A * a, A * b + B, rtol)
+    index = {key: i for i, key in enumerate(needed)}
+    out = np.array([sum(c * values[index[k]] for c, k in combo) for combo in factors])
+    err = np.array([sum(abs(c) * errors[index[k]] for c, k in combo) for combo in factors])
+    return out, err
+
+
+def _expect_base(act, terms, a, b, rtol):
     terms = np.ascontiguousarray(np.asarray(terms, dtype=np.int64).reshape(-1, 3))
     lo, hi, br = act._piece_arrays
     mod = act.jit
