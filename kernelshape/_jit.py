@@ -27,6 +27,7 @@ import warnings
 from pathlib import Path
 
 import sympy as sp
+from sympy.codegen.cfunctions import expm1
 from sympy.printing.pycode import PythonCodePrinter
 
 from .parsing import X
@@ -59,6 +60,9 @@ class _MathPrinter(PythonCodePrinter):
             return f"math.log1p({self._print(other)})"
         return f"math.log({self._print(arg)})"
 
+    def _print__OnePlusTanh(self, expr):
+        return f"_one_plus_tanh({self._print(expr.args[0])})"
+
     def _print_Float(self, expr):
         return repr(float(expr))
 
@@ -82,6 +86,46 @@ class _MathPrinter(PythonCodePrinter):
         return super()._print_Pow(expr, rational=rational)
 
 
+class _OnePlusTanh(sp.Function):
+    """1 + tanh(u), printed as a cancellation-free helper."""
+
+
+def stabilize(expr: sp.Expr) -> sp.Expr:
+    """Rewrite sums that cancel in float64: exp(u) - 1, 1 +- erf(u), 1 + tanh(u),
+    1 - tanh(u)^2, sqrt(A) - 1 (each only with the exact matching constant)."""
+    if not expr.args:
+        return expr
+    expr = expr.func(*[stabilize(a) for a in expr.args]) if not isinstance(
+        expr, sp.Piecewise) else expr
+    if not isinstance(expr, sp.Add):
+        return expr
+    const, rest = expr.as_coeff_Add()
+    if const == 0:
+        return expr
+    for term in sp.Add.make_args(rest):
+        k, f = term.as_coeff_Mul()
+        new = None
+        if isinstance(f, sp.exp) and const == -k:
+            new = k * expm1(f.args[0])
+        elif isinstance(f, sp.erf) and const == k:
+            new = k * sp.erfc(-f.args[0], evaluate=False)
+        elif isinstance(f, sp.erf) and const == -k:
+            new = -k * sp.erfc(f.args[0])
+        elif isinstance(f, sp.tanh) and const == k:
+            new = k * _OnePlusTanh(f.args[0])
+        elif isinstance(f, sp.tanh) and const == -k:
+            new = -k * _OnePlusTanh(-f.args[0])
+        elif (isinstance(f, sp.Pow) and isinstance(f.base, sp.tanh) and f.exp == 2
+              and const == -k):
+            new = -k / sp.cosh(f.base.args[0]) ** 2
+        elif isinstance(f, sp.Pow) and f.exp == sp.S.Half and const == -k:
+            new = k * sp.expand(f.base - 1) / (sp.sqrt(f.base) + 1)
+        if new is not None:
+            others = [t for t in sp.Add.make_args(rest) if t is not term]
+            return sp.Add(new, *others, evaluate=False)
+    return expr
+
+
 def branch_source(branches) -> str:
     """Source of ``_branch(k, d, x)`` for the given analytic branch expressions."""
     printer = _MathPrinter()
@@ -89,7 +133,7 @@ def branch_source(branches) -> str:
     for k, expr in enumerate(branches):
         lines.append(f"    if k == {k}:")
         for d in range(3):
-            code = printer.doprint(sp.diff(expr, X, d))
+            code = printer.doprint(stabilize(sp.diff(expr, X, d)))
             kw = "if" if d == 0 else "elif" if d == 1 else "else"
             lines.append(f"        {kw} d == {d}:" if d < 2 else "        else:")
             lines.append(f"            return float({code})")

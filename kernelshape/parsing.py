@@ -180,7 +180,7 @@ class _Walker:
             return operand
         raise UnsafeExpressionError(f"unary operator {type(node.op).__name__} is not allowed")
 
-    def _Compare(self, node, depth):
+    def _compare(self, node, depth):
         if len(node.ops) != 1 or type(node.ops[0]) not in _CMPOPS:
             raise UnsafeExpressionError("only single comparisons < <= > >= are allowed")
         return _CMPOPS[type(node.ops[0])](
@@ -205,13 +205,10 @@ class _Walker:
         elif len(node.args) != arity:
             raise ExpressionError(
                 f"{name} takes {arity} argument(s), got {len(node.args)}")
-        args = []
-        for i, arg in enumerate(node.args):
-            if isinstance(arg, ast.Compare) and not (name == "where" and i == 0):
-                raise UnsafeExpressionError("comparisons are only allowed as where(cond, a, b)")
-            args.append(self.visit(arg, depth))
         if name == "where" and not isinstance(node.args[0], ast.Compare):
             raise ExpressionError("the first argument of where(...) must be a comparison")
+        args = [self._compare(arg, depth) if name == "where" and i == 0
+                else self.visit(arg, depth) for i, arg in enumerate(node.args)]
         return fn(*args)
 
     def _piecewise(self, node, depth):
@@ -224,7 +221,7 @@ class _Walker:
             if isinstance(cond_node, ast.Constant) and cond_node.value is True:
                 cond = sp.true
             elif isinstance(cond_node, ast.Compare):
-                cond = self.visit(cond_node, depth)
+                cond = self._compare(cond_node, depth)
             else:
                 raise UnsafeExpressionError(
                     "Piecewise conditions must be single comparisons or True")

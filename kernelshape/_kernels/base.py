@@ -16,6 +16,15 @@ def _softplus(u):
 
 
 @njit(cache=_CACHE)
+def _one_plus_tanh(u):
+    # 1 + tanh(u) = 2 / (1 + exp(-2u)), without cancellation for u << 0
+    if u >= 0.0:
+        return 2.0 / (1.0 + math.exp(-2.0 * u))
+    e = math.exp(2.0 * u)
+    return 2.0 * e / (1.0 + e)
+
+
+@njit(cache=_CACHE)
 def _piece_of(x, lo, hi):
     n = lo.shape[0]
     for i in range(n):
