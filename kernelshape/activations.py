@@ -453,16 +453,6 @@ class Activation:
             pieces = self.pieces
         except (TypeError, ValueError) as err:
             raise NotRealError(f"cannot evaluate {self.expr} on the real line: {err}") from err
-        for piece in pieces:
-            try:
-                sing = sp.singularities(self.branches[piece.branch], X, sp.S.Reals)
-                inside = sing.intersect(sp.Interval(piece.lo, piece.hi))
-            except (NotImplementedError, ValueError, TypeError):
-                continue
-            if inside != sp.S.EmptySet:
-                raise NotRealError(
-                    f"{self.expr} is not finite on the whole real line: it is singular at "
-                    f"x in {inside}")
         points = [-37.3, -5.1, -1.7, -0.31, 0.29, 1.3, 4.7, 33.1]
         points += [p.hi - 1e-3 for p in pieces if math.isfinite(p.hi)]
         points += [p.lo + 1e-3 for p in pieces if math.isfinite(p.lo)]
@@ -478,6 +468,16 @@ class Activation:
                         "activations must be real on the whole real line")
                 if not mpmath.isfinite(val):
                     raise NotRealError(f"{self.expr} is not finite at x = {x0}")
+        for piece in pieces:
+            try:
+                sing = sp.singularities(self.branches[piece.branch], X, sp.S.Reals)
+                inside = sing.intersect(sp.Interval(piece.lo, piece.hi))
+            except (NotImplementedError, ValueError, TypeError):
+                continue
+            if inside != sp.S.EmptySet:
+                raise NotRealError(
+                    f"{self.expr} is not finite on the whole real line: it is singular at "
+                    f"x in {inside}")
 
     # -- maps (delegated) ----------------------------------------------------------------
     def q_map(self, q, order: int = 0, *, digits: int | None = None):
