@@ -89,6 +89,9 @@ class _MathPrinter(PythonCodePrinter):
 class _OnePlusTanh(sp.Function):
     """1 + tanh(u), printed as a cancellation-free helper."""
 
+    def _eval_evalf(self, prec):
+        return (1 + sp.tanh(self.args[0]))._eval_evalf(prec)
+
 
 def stabilize(expr: sp.Expr) -> sp.Expr:
     """Rewrite sums that cancel in float64: exp(u) - 1, 1 +- erf(u), 1 + tanh(u),

@@ -93,13 +93,17 @@ def _tolerance(value, digits):
     return mpmath.mpf(10) ** (-(digits + 3)) * max(abs(value), mpmath.mpf(10) ** -3)
 
 
-def _quad(fn, points, digits, what):
-    """mpmath.quad over consecutive ``points`` with a checked error estimate."""
+def _quad(make, points, digits, what):
+    """Sum of mpmath.quad over consecutive ``points`` with a checked error estimate.
+
+    ``make(lo, hi)`` returns the integrand on ``(lo, hi)`` (so that each interval can fix
+    the analytic branch it lies in).
+    """
     total, error = mpmath.mpf(0), mpmath.mpf(0)
     for lo, hi in zip(points[:-1], points[1:]):
         if lo == hi:
             continue
-        value, err = mpmath.quad(fn, [lo, hi], error=True, maxdegree=_MAX_DEGREE)
+        value, err = mpmath.quad(make(lo, hi), [lo, hi], error=True, maxdegree=_MAX_DEGREE)
         total += value
         error += err
     if not (mpmath.isfinite(total) and error <= _tolerance(total, digits)):
@@ -190,24 +194,28 @@ def expect(act, terms, a=1.0, b=0.0, digits: int = 30):
         points = _z_points(phi.base, scale, shift)
         cache = {}
 
-        def value(z, d):
-            key = (z, d)
-            if key not in cache:
-                cache[key] = phi(a * z + b, d)
-            return cache[key]
-
         for d1, d2, p in terms:
             d1, d2, p = int(d1), int(d2), int(p)
 
-            def integrand(z, d1=d1, d2=d2, p=p):
-                r = mpmath.npdf(z) * (z**p if p else 1)
-                if d1 >= 0:
-                    r *= value(z, d1)
-                if d2 >= 0:
-                    r *= value(z, d2)
-                return r
+            def make(lo, hi, d1=d1, d2=d2, p=p):
+                branch = phi.branch_at(phi.a * (a * _mid(lo, hi) + b) + phi.b)
 
-            out.append(_quad(integrand, points, digits,
+                def value(z, d):
+                    key = (z, d)
+                    if key not in cache:
+                        cache[key] = phi(a * z + b, d, branch)
+                    return cache[key]
+
+                def integrand(z):
+                    r = mpmath.npdf(z) * (z**p if p else 1)
+                    if d1 >= 0:
+                        r *= value(z, d1)
+                    if d2 >= 0:
+                        r *= value(z, d2)
+                    return r
+                return integrand
+
+            out.append(_quad(make, points, digits,
                              f"E[phi^({d1}) phi^({d2}) z^{p}] for {act.expr}"))
     with mpmath.workdps(digits + 5):
         return [+v for v in out]

@@ -1,0 +1,290 @@
+"""The ``kernelshape`` command line.
+
+Subcommands: ``list``, ``maps``, ``solve``, ``plot``, ``figures``, ``demo``. User errors print
+one line on stderr and exit with status 2 (no traceback); ``--json`` gives machine-readable
+output with stable keys (``dks``'s parameter names).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+__all__ = ["main", "build_parser"]
+
+_EXAMPLES = {
+    "list": "examples:\n  kernelshape list\n  kernelshape list --json",
+    "maps": ("examples:\n  kernelshape maps tanh --c -1 0 0.5 1\n"
+             "  kernelshape maps relu --q 0.5 1 2 --order 1\n"
+             "  kernelshape maps 'x*tanh(softplus(x))' --c 0.3 --digits 40"),
+    "solve": ("examples:\n  kernelshape solve tanh --method dks --resnet 101 --shortcut-weight 0.6\n"
+              "  kernelshape solve softplus --method tat --tau 0.3 --mlp 50 --emit torch -o act.py\n"
+              "  kernelshape solve leaky_relu --method tat --eta 0.9 --mlp 50 --json\n"
+              "  kernelshape solve tanh --method eoc --sigma-b 0.2236"),
+    "plot": ("examples:\n  kernelshape plot degeneration tanh --mlp 100 -o tanh_depth.png\n"
+             "  kernelshape plot cmap softplus -o softplus_c.png"),
+    "figures": "examples:\n  kernelshape figures\n  kernelshape figures --only eoc_phase",
+    "demo": "examples:\n  kernelshape demo\n  kernelshape demo -o out/",
+}
+
+
+class _UserError(Exception):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for docs and tests)."""
+    parser = argparse.ArgumentParser(
+        prog="kernelshape",
+        description="Kernel theory of deep networks at initialization: Q/C maps, "
+                    "DKS / TAT / edge-of-chaos solves, code generation, plots.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    from . import __version__
+    parser.add_argument("--version", action="version", version=f"kernelshape {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name, help_text):
+        return sub.add_parser(name, help=help_text, description=help_text,
+                              epilog=_EXAMPLES[name],
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    p = add("list", "list the built-in activations with their formulas")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = add("maps", "table of Q / C map values of an activation")
+    p.add_argument("activation", metavar="ACT", help="built-in name or expression in x")
+    p.add_argument("--q", type=float, nargs="+", default=[1.0], help="q values (default 1)")
+    p.add_argument("--c", type=float, nargs="+", default=None,
+                   help="c values for the C map (default -1 -0.5 0 0.5 1)")
+    p.add_argument("--order", type=int, default=0, choices=(0, 1, 2),
+                   help="derivative order (0: map, 1: first derivative, 2: second)")
+    p.add_argument("--digits", type=int, default=None,
+                   help="mpmath route with this many significant digits")
+    _param_option(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = add("solve", "solve a DKS / TAT / edge-of-chaos transform")
+    p.add_argument("activation", metavar="ACT", help="built-in name or expression in x")
+    p.add_argument("--method", choices=("dks", "tat", "eoc"), default="dks")
+    p.add_argument("--zeta", type=float, default=1.5, help="DKS global slope target")
+    p.add_argument("--q-slope", type=float, default=1.0, help="DKS Q'(1) target")
+    p.add_argument("--tau", type=float, default=None, help="TAT curvature target (smooth)")
+    p.add_argument("--eta", type=float, default=None, help="TAT leaky ReLU C(0) target")
+    p.add_argument("--sigma-b", type=float, default=0.0, help="EOC bias standard deviation")
+    p.add_argument("--sigma-w", type=float, default=None,
+                   help="EOC: analyse this sigma_w instead of solving for the edge of chaos")
+    _network_options(p)
+    p.add_argument("--digits", type=int, default=None, help="solve in mpmath to N digits")
+    p.add_argument("--emit", choices=("numpy", "jax", "torch"), default=None,
+                   help="also generate standalone code for this framework")
+    p.add_argument("-o", "--output", default=None, help="file for --emit (default stdout)")
+    _param_option(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = add("plot", "draw a figure to a file")
+    p.add_argument("kind", choices=("degeneration", "cmap", "qmap", "phase"),
+                   help="degeneration: network C map vs depth (untransformed/EOC/DKS/TAT); "
+                        "cmap / qmap: one activation's maps; phase: EOC phase diagram")
+    p.add_argument("activation", metavar="ACT", help="built-in name or expression in x")
+    _network_options(p)
+    _param_option(p)
+    p.add_argument("-o", "--output", required=True, help="image file (png, pdf, svg)")
+
+    p = add("figures", "regenerate the figures in figures/")
+    p.add_argument("--only", nargs="*", default=None, help="names of figures to build")
+    p.add_argument("--outdir", default=None, help="where to write (default: figures/)")
+
+    p = add("demo", "the main job: DKS and TAT solves, plots and generated code")
+    p.add_argument("-o", "--outdir", default="kernelshape-demo", help="output directory")
+    return parser
+
+
+def _param_option(p):
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="fix an activation parameter, e.g. --param negative_slope=0.2")
+
+
+def _network_options(p):
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--mlp", type=int, metavar="DEPTH", default=None,
+                   help="a chain of DEPTH nonlinear layers (default: --mlp 50)")
+    g.add_argument("--resnet", type=int, metavar="DEPTH", default=None,
+                   choices=(18, 34, 50, 101, 152, 200), help="the dks modified ResNet")
+    p.add_argument("--shortcut-weight", type=float, default=0.0,
+                   help="ResNet shortcut weight (0 = vanilla, no skip connections)")
+
+
+def _activation(args):
+    from . import activation
+    values = {}
+    for item in args.param:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise _UserError(f"--param expects NAME=VALUE, got {item!r}")
+        try:
+            values[name.strip()] = float(value)
+        except ValueError as err:
+            raise _UserError(f"--param {name}: expected a number, got {value!r}") from err
+    return activation(args.activation, **values)
+
+
+def _network(args):
+    from .networks import mlp, resnet
+    if args.resnet is not None:
+        return resnet(args.resnet, shortcut_weight=args.shortcut_weight)
+    return mlp(args.mlp if args.mlp is not None else 50)
+
+
+def _fmt(v) -> str:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return str(v)
+    if math.isinf(f):
+        return "inf" if f > 0 else "-inf"
+    return f"{f:.17g}" if not hasattr(v, "_mpf_") else str(v)
+
+
+def _table(rows, header) -> str:
+    rows = [[str(c) for c in r] for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+              for i, h in enumerate(header)]
+    line = "  ".join(h.ljust(w) for h, w in zip(header, widths))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    return "\n".join(out)
+
+
+def _cmd_list(args):
+    from .activations import BUILTIN_FORMULAS
+    if args.json:
+        print(json.dumps(BUILTIN_FORMULAS, indent=2, sort_keys=True))
+    else:
+        print(_table(sorted(BUILTIN_FORMULAS.items()), ["name", "phi(x)"]))
+
+
+def _cmd_maps(args):
+    phi = _activation(args)
+    cs = args.c if args.c is not None else [-1.0, -0.5, 0.0, 0.5, 1.0]
+    rows, records = [], []
+    for q in args.q:
+        qv = phi.q_map(q, order=args.order, digits=args.digits)
+        for c in cs:
+            cv = phi.c_map(c, q=q, order=args.order, digits=args.digits)
+            rows.append([_fmt(q), _fmt(qv), _fmt(c), _fmt(cv)])
+            records.append({"q": q, "q_map": _fmt(qv), "c": c, "c_map": _fmt(cv)})
+    prime = "'" * args.order
+    if args.json:
+        print(json.dumps({"activation": str(phi.expr), "order": args.order,
+                          "digits": args.digits, "values": records}, indent=2))
+    else:
+        prec = f"{args.digits} digits (mpmath)" if args.digits else "float64 (~1e-13 relative)"
+        print(f"phi(x) = {phi.expr}    order {args.order}, {prec}")
+        print(_table(rows, ["q", f"Q{prime}(q)", "c", f"C{prime}(c; q)"]))
+
+
+def _cmd_solve(args):
+    from . import transforms
+    phi = _activation(args)
+    if args.method == "eoc":
+        result = transforms.eoc(phi, sigma_b=args.sigma_b, sigma_w=args.sigma_w)
+        data = {k: _jsonable(v) for k, v in vars(result).items()} if not hasattr(
+            result, "to_dict") else result.to_dict()
+        if args.json:
+            print(json.dumps(data, indent=2))
+        else:
+            print(_table([[k, _fmt(v)] for k, v in data.items()], ["quantity", "value"]))
+        return
+    net = _network(args)
+    if args.method == "dks":
+        t = transforms.dks(phi, network=net, zeta=args.zeta, q_slope=args.q_slope,
+                           digits=args.digits)
+    elif args.eta is not None or (args.tau is None and "negative_slope" in phi.parameters):
+        t = transforms.tat(phi, network=net, eta=args.eta if args.eta is not None else 0.9,
+                           digits=args.digits)
+    else:
+        t = transforms.tat(phi, network=net, tau=args.tau if args.tau is not None else 0.3,
+                           digits=args.digits)
+    if args.emit:
+        from . import codegen
+        src = codegen.emit(t, args.emit)
+        if args.output:
+            Path(args.output).write_text(src)
+        elif not args.json:
+            print(src)
+    if args.json:
+        out = t.to_dict()
+        if args.emit and not args.output:
+            out["code"] = src
+        print(json.dumps(out, indent=2))
+    else:
+        _print_transform(t)
+        if args.emit and args.output:
+            print(f"wrote {args.emit} code to {args.output}")
+
+
+def _print_transform(t):
+    prec = f"{t.digits} digits" if t.digits else "float64"
+    print(f"{t.method.upper()} for phi(x) = {t.base.expr} on {t.network}  ({prec})")
+    print("targets: " + ", ".join(f"{k} = {_fmt(v)}" for k, v in t.targets.items()))
+    print(_table([[k, _fmt(v)] for k, v in t.params.items()], ["parameter", "value"]))
+    print(_table([[r.condition, _fmt(r.target), _fmt(r.achieved), f"{r.difference:.2e}"]
+                  for r in t.residuals], ["condition", "target", "achieved", "|difference|"]))
+
+
+def _jsonable(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def _cmd_plot(args):
+    from . import plot
+    phi = _activation(args)
+    if args.kind == "degeneration":
+        fig = plot.degeneration(phi, network=_network(args))
+    elif args.kind == "cmap":
+        fig = plot.c_map(phi)
+    elif args.kind == "qmap":
+        fig = plot.q_map(phi)
+    else:
+        fig = plot.eoc_phase(phi)
+    fig.savefig(args.output, dpi=120, bbox_inches="tight")
+    print(f"wrote {args.output}")
+
+
+def _cmd_figures(args):
+    from . import figures
+    for path in figures.build_all(only=args.only, outdir=args.outdir):
+        print(f"wrote {path}")
+
+
+def _cmd_demo(args):
+    from .demo import run
+    run(Path(args.outdir))
+
+
+_COMMANDS = {"list": _cmd_list, "maps": _cmd_maps, "solve": _cmd_solve, "plot": _cmd_plot,
+             "figures": _cmd_figures, "demo": _cmd_demo}
+
+
+def main(argv=None) -> int:
+    """Run the command line; returns the exit status (0 ok, 2 user error)."""
+    from .errors import KernelShapeError
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    try:
+        _COMMANDS[args.command](args)
+    except (KernelShapeError, _UserError) as err:
+        print(f"kernelshape {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+    return 0
