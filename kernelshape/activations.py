@@ -75,11 +75,20 @@ _BUILTINS = {
 DKS_NAMES = ("tanh", "softplus", "relu", "leaky_relu", "selu", "elu", "swish", "sigmoid",
              "erf", "bentid", "atan", "asinh", "square", "softsign", "gelu", "gelu_exact")
 
-#: Built-in name -> formula text (for listings and docs).
-BUILTIN_FORMULAS = {
-    name: str(build(*[_sym(p) for p in defaults]))
-    for name, (build, defaults) in _BUILTINS.items()
-}
+
+
+@functools.lru_cache(maxsize=None)
+def _builtin_formulas() -> dict[str, str]:
+    return {name: str(build(*[_sym(p) for p in defaults]))
+            for name, (build, defaults) in _BUILTINS.items()}
+
+
+def __getattr__(name):
+    # BUILTIN_FORMULAS (built-in name -> formula text) is built on first use: building 21
+    # sympy expressions at import would slow down `import kernelshape`.
+    if name == "BUILTIN_FORMULAS":
+        return dict(_builtin_formulas())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def builtins() -> tuple[str, ...]:
