@@ -1,0 +1,309 @@
+"""The one emitter: a solved transform plus a :class:`Target` table -> module source text.
+
+Every target shares the same plan; only the data in its :class:`Target` differs:
+
+1. a header docstring stating method, targets, network, activation, parameters, achieved
+   residuals and the kernelshape version (all text escaped, see :func:`docstring_text`);
+2. the transformed activation, ``phi_hat(x) = output_scale * (phi(u) + output_shift)`` with
+   ``u = input_scale * x + input_shift`` on its own line (so sympy's canonical ordering can
+   never reshuffle the affine input), and ``phi`` printed piece by piece: each analytic
+   branch of the base activation (``Activation.pieces``, which folds Piecewise, Max, Min,
+   Abs and Heaviside) is evaluated at ``where(in_piece, u, safe_point)`` and the branches
+   are selected with ``where`` ("double where"). The untaken branch therefore never sees an
+   input that overflows, and gradients are finite everywhere;
+3. the target's support code: SUO / Delta initializer and per-location normalization.
+
+The output is a pure function of its inputs: same transform, target and name, same bytes.
+"""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+import keyword
+import math
+from collections.abc import Callable, Mapping
+
+import sympy as sp
+
+from ..errors import CodegenError
+from ..parsing import X
+from .printer import TargetPrinter, stable_form
+
+__all__ = ["Target", "check_name", "class_name", "docstring_text", "emit_module"]
+
+_AFFINE_KEYS = ("input_scale", "input_shift", "output_shift", "output_scale")
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """Everything that is specific to one framework.
+
+    Attributes:
+        name: the target's name (``"numpy"``, ...).
+        framework: the framework's display name for docs.
+        printer: a :class:`~kernelshape.codegen.printer.TargetPrinter` subclass.
+        imports: import lines every emitted module has.
+        extra_imports: text -> an import line needed when the text occurs in the printed
+            activation (e.g. ``"scipy.special."``).
+        helpers: private helper name -> its source, included when the activation calls it.
+        where: template ``where(cond, a, b)`` with ``{0}``, ``{1}``, ``{2}``.
+        full_like: template ``full_like(u, c)``: a constant branch shaped and typed like
+            ``u`` (used when no branch depends on ``u``, e.g. derivatives of ReLU).
+        support: source of the initializer and normalization functions (standalone).
+        support_names: the public names ``support`` defines.
+        layout: one line describing the weight layout of the initializer.
+        wrapper: optional callable ``(function_name, class_name, docstring) -> source`` for a
+            framework object around the activation (the torch ``nn.Module``).
+        gradient: also emit ``<name>_grad`` printed from the symbolic derivative (for
+            targets without automatic differentiation).
+    """
+
+    name: str
+    framework: str
+    printer: type[TargetPrinter]
+    imports: tuple[str, ...]
+    extra_imports: Mapping[str, str]
+    helpers: Mapping[str, str]
+    where: str
+    full_like: str
+    support: str
+    support_names: tuple[str, ...]
+    layout: str
+    wrapper: Callable[[str, str, str], str] | None = None
+    gradient: bool = False
+
+    def reserved(self) -> frozenset[str]:
+        """Names an activation may not take in this target's modules."""
+        module_names = {line.split()[-1].split(".")[0] for line in self.imports}
+        module_names |= {line.split()[-1].split(".")[0] for line in self.extra_imports.values()}
+        return frozenset(self.support_names) | module_names | {"PARAMS", "u", "x", "y"}
+
+
+def check_name(name, target: Target) -> str:
+    """``name`` if it is a usable function name in ``target``'s module, else CodegenError."""
+    if not isinstance(name, str) or not name.isidentifier() or not name.isascii():
+        raise CodegenError(f"name must be an ASCII Python identifier, got {name!r}")
+    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+        raise CodegenError(f"name must not be a Python keyword, got {name!r}")
+    if name.startswith("_") or name in target.reserved() or name in dir(builtins):
+        raise CodegenError(
+            f"name {name!r} would shadow a name the {target.name} module needs; "
+            f"avoid leading underscores, builtins and {sorted(target.reserved())}")
+    return name
+
+
+def docstring_text(text) -> str:
+    r"""``text`` made safe inside a triple-quoted docstring.
+
+    Backslashes and quotes are escaped (so no text can close the docstring or form an
+    escape), and non-printable characters other than newlines become ``\uXXXX`` escapes.
+
+    Example:
+        >>> print(docstring_text('say "hi" \\'))
+        say \"hi\" \\
+    """
+    out = []
+    for ch in str(text):
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch == '"':
+            out.append('\\"')
+        elif ch == "\n" or ch.isprintable():
+            out.append(ch)
+        else:
+            out.append(f"\\u{ord(ch):04x}" if ord(ch) < 0x10000 else f"\\U{ord(ch):08x}")
+    return "".join(out)
+
+
+def _num(v) -> str:
+    return repr(float(v))
+
+
+def class_name(name: str) -> str:
+    camel = "".join(part[:1].upper() + part[1:] for part in name.split("_") if part)
+    return camel if camel.isidentifier() and not keyword.iskeyword(camel) else camel + "Module"
+
+
+# -- the activation body --------------------------------------------------------------------
+def _safe_point(lo: float, hi: float) -> float:
+    """A point inside the piece ``(lo, hi)`` where its branch is certainly finite."""
+    if math.isinf(lo):
+        return hi - 1.0
+    if math.isinf(hi):
+        return lo + 1.0
+    return 0.5 * (lo + hi)
+
+
+def _print_expr(printer: TargetPrinter, expr: sp.Expr, var: str) -> str:
+    if expr.free_symbols != {X}:
+        raise CodegenError(f"branch {expr} has symbols other than x: {expr.free_symbols}")
+    return printer.doprint(expr.subs(X, sp.Symbol(var, real=True)))
+
+
+def _body_lines(target: Target, branches, pieces) -> list[str]:
+    """Lines computing ``y = phi(u)`` from ``u``, piece by piece (double where)."""
+    printer = target.printer()
+    where = target.where.format
+    exprs = [stable_form(branches[p.branch]) for p in pieces]
+    varies = [bool(e.free_symbols) for e in exprs]
+
+    def text(k, var):
+        if varies[k]:
+            return _print_expr(printer, exprs[k], var)
+        if any(varies):
+            return _num(sp.Float(exprs[k]))
+        # Keep u's shape and dtype: a bare float would turn float32 into float64.
+        return target.full_like.format("u", _num(sp.Float(exprs[k])))
+
+    if len(pieces) == 1:
+        return [f"y = {text(0, 'u')}"]
+    lines, masks = [], []
+    for k, piece in enumerate(pieces[:-1]):
+        cond = [f"u > {_num(piece.lo)}"] if k else []
+        cond.append(f"u <= {_num(piece.hi)}")
+        lines.append(f"m{k} = " + " & ".join(f"({c})" if len(cond) > 1 else c for c in cond))
+        if varies[k]:
+            safe = _num(_safe_point(piece.lo, piece.hi))
+            lines.append(f"u{k} = {where(f'm{k}', 'u', safe)}")
+        masks.append(f"m{k}")
+    last = len(pieces) - 1
+    if varies[last]:
+        safe = _num(_safe_point(pieces[-1].lo, pieces[-1].hi))
+        lines.append(f"u{last} = {where(' | '.join(masks), safe, 'u')}")
+    out = text(last, f"u{last}")
+    for k in reversed(range(last)):
+        out = where(f"m{k}", text(k, f"u{k}"), out)
+    lines.append(f"y = {out}")
+    return lines
+
+
+def _affine_text(a: float, b: float, var: str = "x") -> str:
+    text = var if a == 1.0 else f"{_num(a)} * {var}"
+    if b:
+        text += f" - {_num(-b)}" if b < 0 else f" + {_num(b)}"
+    return text
+
+
+def _output_text(d: float, g: float) -> str:
+    text = "y"
+    if d:
+        text = f"y - {_num(-d)}" if d < 0 else f"y + {_num(d)}"
+    if g == 1.0:
+        return text
+    return f"{_num(g)} * ({text})" if d else f"{_num(g)} * y"
+
+
+def _function_source(target: Target, name: str, act, *, order: int, what: str) -> str:
+    base = act.base
+    a, b, d, g = (float(v) for v in act.affine_params)
+    branches = base.branches
+    if order:
+        branches = tuple(sp.diff(stable_form(br), X) for br in branches)
+    lines = [f"u = {_affine_text(a, b)}", *_body_lines(target, branches, base.pieces)]
+    lines.append(f"return {_affine_text(g * a, 0.0, 'y')}" if order
+                 else f"return {_output_text(d, g)}")
+    doc = (f'    """{docstring_text(what)}\n\n'
+           f"    phi(x) = {docstring_text(sp.sstr(base.expr))}\n\n"
+           "    Args:\n"
+           "        x: an array; float32 input stays float32.\n\n"
+           "    Returns:\n"
+           "        An array of the same shape and dtype.\n"
+           '    """\n')
+    body = "".join(f"    {line}\n" for line in lines)
+    return f"def {name}(x):\n{doc}{body}"
+
+
+# -- the header -----------------------------------------------------------------------------
+def _header(transform, target: Target, name: str, version: str, needs: str,
+            public: list[str]) -> str:
+    act = transform.activation
+    base = act.base
+    a, b, d, g = (float(v) for v in act.affine_params)
+    label = base.name or "custom activation"
+    rows = [
+        (f"{transform.method.upper()}-transformed {label} for {target.framework}, "
+         f"generated by kernelshape {version}."),
+        "",
+        f"Standalone: needs only {needs} at run time. Do not edit by hand;",
+        "regenerate with kernelshape.codegen.write(transform, target, path).",
+        "",
+        f"    {name}(x) = output_scale * (phi(u) + output_shift),",
+        "    u = input_scale * x + input_shift,",
+        f"    phi(x) = {sp.sstr(base.expr)}",
+        "",
+        f"Method: {transform.method}",
+        f"Network: {transform.network}",
+        "Targets:",
+        *(f"    {k} = {_fmt(v)}" for k, v in transform.targets.items()),
+        "Parameters (dks names; the affine ones as applied):",
+        *(f"    {k} = {_num(v)}" for k, v in zip(_AFFINE_KEYS, (a, b, d, g))),
+        *(f"    {k} = {_fmt(v)}" for k, v in transform.params.items() if k not in _AFFINE_KEYS),
+        "Conditions (target -> achieved, |difference|):",
+        *(f"    {r.condition}: {_fmt(r.target)} -> {_fmt(r.achieved)}, {r.difference:.3e}"
+          for r in transform.residuals),
+        "Precision of the solve: "
+        + (f"{transform.digits} digits" if transform.digits else "float64"),
+        "",
+        f"Contents: {', '.join(public)} (the activation), "
+        + ", ".join(target.support_names) + " (initializers, normalization).",
+        f"Weight layout of the initializer: {target.layout}.",
+        "SUO: Haar-orthogonal weights times max(sqrt(fan_out / fan_in), 1), zero biases;",
+        "Delta: convolutions get an SUO matrix at the centre tap and zeros elsewhere",
+        "(Martens et al. 2021, arXiv 2110.01765, 'Parameter distributions').",
+    ]
+    text = docstring_text("\n".join(row.rstrip() for row in rows))
+    return f'"""{text}\n"""\n'
+
+
+def _fmt(v) -> str:
+    try:
+        return _num(v)
+    except (TypeError, ValueError):
+        return str(v)
+
+
+# -- assembly -------------------------------------------------------------------------------
+def emit_module(transform, target: Target, name: str, version: str) -> str:
+    """The full module source for ``transform`` in ``target`` (see the module docstring)."""
+    act = transform.activation
+    if act.free:
+        raise CodegenError(f"the transformed activation still has free parameters {act.free}")
+    base = act.base
+    a, b, d, g = (float(v) for v in act.affine_params)
+    label = f"{transform.method.upper()}-transformed {base.name or 'activation'}"
+    what = f"{label}: {_output_text(d, g).replace('y', 'phi(u)')}, u = {_affine_text(a, b)}."
+    functions = [_function_source(target, name, act, order=0, what=what)]
+    public = [name]
+    if target.gradient:
+        functions.append(_function_source(
+            target, f"{name}_grad", act, order=1,
+            what=f"Derivative of {name} (the symbolic derivative, printed stably)."))
+        public.append(f"{name}_grad")
+    if target.wrapper is not None:
+        cls = class_name(name)
+        functions.append(target.wrapper(name, cls, f"{label} as a module (see {name})."))
+        public.append(cls)
+    code = "".join(functions)
+    imports = list(target.imports) + sorted(
+        {line for text, line in target.extra_imports.items() if text in code})
+    helpers = [src.strip("\n") for helper, src in sorted(target.helpers.items())
+               if f"{helper}(" in code]
+    params = {k: v for k, v in zip(_AFFINE_KEYS, (a, b, d, g))}
+    params.update({k: float(v) for k, v in transform.params.items() if k not in params})
+    params_src = ",\n".join(f"    {k!r}: {_num(v)}" for k, v in params.items())
+    exported = sorted([*public, *target.support_names, "PARAMS"], key=_isort_key)
+    preamble = (
+        "\n".join(imports) + "\n\n"
+        + f"__all__ = [{', '.join(repr(n) for n in exported)}]\n\n"
+        + "#: The transform's parameters (dks names), as used below.\n"
+        + f"PARAMS = {{\n{params_src},\n}}\n")
+    parts = [preamble, *functions, *helpers, target.support]
+    needs = " and ".join([target.framework] + (["SciPy"] if "import scipy" in preamble else []))
+    return (_header(transform, target, name, version, needs, public) + "\n"
+            + "\n\n\n".join(p.strip("\n") for p in parts) + "\n")
+
+
+def _isort_key(name: str):
+    """isort's order for ``__all__``: CONSTANTS, then Classes, then functions."""
+    return (0 if name.isupper() else 1 if name[0].isupper() else 2, name)
