@@ -208,7 +208,7 @@ class Activation:
 
         Example:
             >>> activation("tanh").affine(2.0, 0.5, -0.1, 3.0).expr
-            3*tanh(2*x + 1/2) - 3/10
+            3*tanh(2*x + 0.5) - 0.3
         """
         self._require_fixed("a transformed activation")
         params = [v if isinstance(v, mpmath.mpf) else float(v)
@@ -571,7 +571,7 @@ def activation(spec, *, parameters=(), name: str | None = None, **values) -> Act
 
     Example:
         >>> activation("leaky_relu", negative_slope=0.2)
-        Activation(leaky_relu: Piecewise((x/5, x < 0), (x, True)))
+        Activation(leaky_relu: Piecewise((0.2*x, x < 0), (x, True)))
         >>> activation("leaky_relu").free
         ('negative_slope',)
     """

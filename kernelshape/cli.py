@@ -35,16 +35,23 @@ class _UserError(Exception):
     pass
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``kernelshape CMD: error: ...``) and exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for docs and tests)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="kernelshape",
         description="Kernel theory of deep networks at initialization: Q/C maps, "
                     "DKS / TAT / edge-of-chaos solves, code generation, plots.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     from . import __version__
     parser.add_argument("--version", action="version", version=f"kernelshape {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def add(name, help_text):
         return sub.add_parser(name, help=help_text, description=help_text,
@@ -138,14 +145,20 @@ def _network(args):
     return mlp(args.mlp if args.mlp is not None else 50)
 
 
-def _fmt(v) -> str:
+def _fmt(v, digits=None) -> str:
+    """Shortest round-trip text of a float, or ``digits`` significant digits of an mpf."""
+    if hasattr(v, "_mpf_"):
+        import mpmath
+        if mpmath.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return mpmath.nstr(v, digits or mpmath.mp.dps, strip_zeros=False)
     try:
         f = float(v)
     except (TypeError, ValueError):
         return str(v)
     if math.isinf(f):
         return "inf" if f > 0 else "-inf"
-    return f"{f:.17g}" if not hasattr(v, "_mpf_") else str(v)
+    return repr(f)
 
 
 def _table(rows, header) -> str:
@@ -155,7 +168,7 @@ def _table(rows, header) -> str:
     line = "  ".join(h.ljust(w) for h, w in zip(header, widths))
     out = [line, "  ".join("-" * w for w in widths)]
     out += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
-    return "\n".join(out)
+    return "\n".join(line.rstrip() for line in out)
 
 
 def _cmd_list(args):
@@ -174,8 +187,9 @@ def _cmd_maps(args):
         qv = phi.q_map(q, order=args.order, digits=args.digits)
         for c in cs:
             cv = phi.c_map(c, q=q, order=args.order, digits=args.digits)
-            rows.append([_fmt(q), _fmt(qv), _fmt(c), _fmt(cv)])
-            records.append({"q": q, "q_map": _fmt(qv), "c": c, "c_map": _fmt(cv)})
+            rows.append([_fmt(q), _fmt(qv, args.digits), _fmt(c), _fmt(cv, args.digits)])
+            records.append({"q": q, "q_map": _json_number(qv, args.digits), "c": c,
+                            "c_map": _json_number(cv, args.digits)})
     prime = "'" * args.order
     if args.json:
         print(json.dumps({"activation": str(phi.expr), "order": args.order,
@@ -189,6 +203,9 @@ def _cmd_maps(args):
 def _cmd_solve(args):
     from . import transforms
     phi = _activation(args)
+    if args.method == "eoc" and args.emit:
+        raise _UserError("--emit needs a DKS or TAT transform; --method eoc has no activation "
+                         "transform to generate code for")
     if args.method == "eoc":
         result = transforms.eoc(phi, sigma_b=args.sigma_b, sigma_w=args.sigma_w)
         data = {k: _jsonable(v) for k, v in vars(result).items()} if not hasattr(
@@ -212,7 +229,7 @@ def _cmd_solve(args):
         from . import codegen
         src = codegen.emit(t, args.emit)
         if args.output:
-            Path(args.output).write_text(src)
+            _write_text(Path(args.output), src)
         elif not args.json:
             print(src)
     if args.json:
@@ -226,6 +243,13 @@ def _cmd_solve(args):
             print(f"wrote {args.emit} code to {args.output}")
 
 
+def _write_text(path: Path, text: str) -> None:
+    try:
+        path.write_text(text)
+    except OSError as err:
+        raise _UserError(f"cannot write {path}: {err.strerror or err}") from err
+
+
 def _print_transform(t):
     prec = f"{t.digits} digits" if t.digits else "float64"
     print(f"{t.method.upper()} for phi(x) = {t.base.expr} on {t.network}  ({prec})")
@@ -233,6 +257,14 @@ def _print_transform(t):
     print(_table([[k, _fmt(v)] for k, v in t.params.items()], ["parameter", "value"]))
     print(_table([[r.condition, _fmt(r.target), _fmt(r.achieved), f"{r.difference:.2e}"]
                   for r in t.residuals], ["condition", "target", "achieved", "|difference|"]))
+
+
+def _json_number(v, digits):
+    """float64 values as JSON numbers (inf as the string "inf"); mpf values as decimal text."""
+    if digits:
+        return _fmt(v, digits)
+    f = float(v)
+    return f if math.isfinite(f) else _fmt(f)
 
 
 def _jsonable(v):
@@ -253,7 +285,11 @@ def _cmd_plot(args):
         fig = plot.q_map(phi)
     else:
         fig = plot.eoc_phase(phi)
-    fig.savefig(args.output, dpi=120, bbox_inches="tight")
+    try:
+        fig.savefig(args.output, dpi=120, bbox_inches="tight")
+    except (OSError, ValueError) as err:
+        raise _UserError(f"cannot write {args.output}: {getattr(err, 'strerror', None) or err}"
+                         ) from err
     print(f"wrote {args.output}")
 
 
