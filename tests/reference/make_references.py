@@ -1,0 +1,160 @@
+"""Regenerate the mpmath reference values of the Q and C maps (tests/reference/maps.json).
+
+Every value comes from :mod:`kernelshape.maps.precise` (mpmath quadrature, correct to the
+recorded number of significant digits, 40 unless noted per entry) and is stored as a
+decimal string; infinite values as "inf". The script is resumable: entries already in the
+JSON file are kept, the rest are computed cheapest first and the file is rewritten after
+each one, so it can be stopped and restarted at will::
+
+    nohup python tests/reference/make_references.py > /tmp/references.log 2>&1 &
+
+Options: ``--digits N`` (default 40), ``--only NAME`` (one activation), ``--max-seconds S``
+(stop after S seconds), ``--out PATH``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+import time
+
+import mpmath
+
+import kernelshape as ks
+from kernelshape.maps import precise
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_OUT = os.path.join(HERE, "maps.json")
+
+QS = (0.1, 0.5, 1.0, 2.0, 10.0)
+CS = (-1.0, -0.9, -0.5, 0.0, 0.3, 0.7, 0.95, 0.999, 1.0)
+#: (input_scale, input_shift) pairs of the transformed activations, all at q = 1.
+AFFINE = ((0.01, 0.0), (0.3, -3.0), (1.7, 0.5), (10.0, 3.0))
+
+
+def cases():
+    """[(case id, activation, label dict)] for every built-in and variant."""
+    out = []
+    for name in ks.builtins():
+        if name == "leaky_relu":
+            for slope in (0.2, 0.01):
+                out.append((f"leaky_relu[{slope}]", {"name": name, "negative_slope": slope}))
+        else:
+            out.append((name, {"name": name}))
+    return out
+
+
+def make_activation(spec):
+    values = {k: v for k, v in spec.items() if k != "name"}
+    return ks.activation(spec["name"], **values)
+
+
+def jobs():
+    """All (key, description) pairs, cheapest first."""
+    plain, affine = [], []
+    for case_id, spec in cases():
+        for q in QS:
+            plain.append(((case_id, 1.0, 0.0, "q_map", q, None), spec))
+            for c in CS:
+                plain.append(((case_id, 1.0, 0.0, "c_map", q, c), spec))
+        for a, b in AFFINE:
+            affine.append(((case_id, a, b, "q_map", 1.0, None), spec))
+            for c in CS:
+                affine.append(((case_id, a, b, "c_map", 1.0, c), spec))
+
+    def cost(item):
+        (case_id, a, b, kind, q, c), _ = item
+        one_d = kind == "q_map" or c in (-1.0, 0.0, 1.0)
+        if abs(a) >= 10 or (case_id == "softsign" and not one_d):
+            tier = 4
+        elif (a, b) == (1.0, 0.0):
+            tier = 0 if q == 1.0 else 1 if one_d else 3
+        else:
+            tier = 2
+        return (tier, not one_d, q, case_id, a, b)
+
+    return sorted(plain + affine, key=cost)
+
+
+def key_of(entry):
+    return (entry["case"], entry["input_scale"], entry["input_shift"], entry["kind"],
+            entry["q"], entry["c"])
+
+
+def text(value):
+    if mpmath.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return mpmath.nstr(value, 42, min_fixed=-5, max_fixed=5)
+
+
+def compute(spec, a, b, kind, q, c, digits):
+    act = make_activation(spec)
+    if (a, b) != (1.0, 0.0):
+        act = act.affine(a, b)
+    if kind == "q_map":
+        return [precise.q_map(act, q, k, digits) for k in range(3)]
+    return [precise.c_map(act, c, q, k, digits) for k in range(3)]
+
+
+def save(path, provenance, entries):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump({"provenance": provenance, "entries": entries}, fh, indent=0,
+                  separators=(",", ":"))
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--digits", type=int, default=40)
+    parser.add_argument("--only", default=None)
+    parser.add_argument("--max-seconds", type=float, default=None)
+    parser.add_argument("--out", default=DEFAULT_OUT)
+    args = parser.parse_args(argv)
+    start = time.time()
+    entries = []
+    if os.path.exists(args.out):
+        with open(args.out) as fh:
+            entries = json.load(fh)["entries"]
+    done = {key_of(e) for e in entries}
+    provenance = {
+        "generator": "tests/reference/make_references.py",
+        "kernelshape": ks.__version__,
+        "mpmath": mpmath.__version__,
+        "python": sys.version.split()[0],
+        "method": ("kernelshape.maps.precise: Q^(k)(q) = E[phi(sqrt q z)^2 He_2k(z)]/(2q)^k "
+                   "and C^(k)(c) by the double integral with Hermite weights (THEORY.md §1); "
+                   "composite Gauss-Legendre split at kinks, closed-form inner integrals "
+                   "for piecewise x^r exp(lam x) activations, trapezoid sums for analytic "
+                   "ones, 1-D forms plus Dirac masses at c = +-1; two rules must agree"),
+        "digits": "per entry (field 'digits')",
+        "date": datetime.date.today().isoformat(),
+        "values": "[order 0, order 1, order 2] as decimal strings; 'inf' where infinite",
+    }
+    for (case_id, a, b, kind, q, c), spec in jobs():
+        if args.only and not case_id.startswith(args.only):
+            continue
+        if (case_id, a, b, kind, q, c) in done:
+            continue
+        if args.max_seconds and time.time() - start > args.max_seconds:
+            break
+        t0 = time.time()
+        try:
+            values = compute(spec, a, b, kind, q, c, args.digits)
+        except Exception as err:  # noqa: BLE001 - record and go on with the others
+            print(f"FAILED {case_id} a={a} b={b} {kind} q={q} c={c}: {err}", flush=True)
+            continue
+        entries.append({"case": case_id, "spec": spec, "input_scale": a, "input_shift": b,
+                        "kind": kind, "q": q, "c": c, "digits": args.digits,
+                        "values": [text(v) for v in values]})
+        save(args.out, provenance, entries)
+        print(f"{time.time() - t0:8.1f}s {case_id} a={a} b={b} {kind} q={q} c={c}",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""The float64 maps against 40-digit mpmath references (issue 2, "Accuracy").
+
+Expected numbers: tests/reference/maps.json, written by tests/reference/make_references.py
+with kernelshape.maps.precise (mpmath quadrature, each entry records its digits; provenance
+in the file). Claim under test: the float64 path is within 1e-13 relative of the reference,
+or 1e-15 absolute where the reference is near zero; infinite references must come back as
++inf (never a finite number).
+"""
+
+import functools
+import json
+import math
+import os
+
+import pytest
+
+import kernelshape as ks
+
+REFERENCE = os.path.join(os.path.dirname(__file__), "reference", "maps.json")
+RTOL, ATOL = 1e-13, 1e-15
+
+
+def _load():
+    with open(REFERENCE) as fh:
+        return json.load(fh)
+
+
+def _cases():
+    out = []
+    for entry in _load()["entries"]:
+        for order, text in enumerate(entry["values"]):
+            where = f"q{entry['q']}" + (f"-c{entry['c']}" if entry["kind"] == "c_map" else "")
+            affine = ("" if (entry["input_scale"], entry["input_shift"]) == (1.0, 0.0)
+                      else f"-affine({entry['input_scale']},{entry['input_shift']})")
+            out.append(pytest.param(entry, order, text,
+                                    id=f"{entry['case']}{affine}-{entry['kind']}-{where}-order{order}"))
+    return out
+
+
+@functools.cache
+def _activation(spec_items, a, b):
+    spec = dict(spec_items)
+    act = ks.activation(spec.pop("name"), **spec)
+    return act.affine(a, b) if (a, b) != (1.0, 0.0) else act
+
+
+@pytest.mark.parametrize("entry, order, text", _cases())
+def test_float64_matches_reference(entry, order, text):
+    act = _activation(tuple(sorted(entry["spec"].items())), entry["input_scale"],
+                      entry["input_shift"])
+    if entry["kind"] == "q_map":
+        value = act.q_map(entry["q"], order)
+    else:
+        value = act.c_map(entry["c"], q=entry["q"], order=order)
+    if text in ("inf", "-inf"):
+        assert math.isinf(value) and (value > 0) == (text == "inf"), value
+        return
+    ref = float(text)
+    assert abs(value - ref) <= max(RTOL * abs(ref), ATOL), (value, ref, value - ref)
+
+
+def test_references_cover_every_builtin():
+    data = _load()
+    provenance = data["provenance"]
+    for key in ("kernelshape", "mpmath", "method", "date"):
+        assert provenance[key]
+    cases = {e["case"] for e in data["entries"]}
+    expected = {n for n in ks.builtins() if n != "leaky_relu"}
+    expected |= {"leaky_relu[0.2]", "leaky_relu[0.01]"}
+    assert expected <= cases, sorted(expected - cases)
+    assert all(e["digits"] >= 40 for e in data["entries"])
