@@ -21,7 +21,7 @@ from ..activations import Activation
 from ..errors import TransformError
 from ..parsing import parse_expression
 
-__all__ = ["Residual", "Transform", "PARAM_KEYS"]
+__all__ = ["PARAM_KEYS", "Residual", "Transform"]
 
 #: Parameter keys in the order of the transform formula (``dks`` names).
 PARAM_KEYS = ("input_scale", "input_shift", "output_shift", "output_scale")
@@ -78,7 +78,8 @@ class Transform:
         """The transformed activation ``output_scale*(phi(input_scale*x+input_shift)+output_shift)``."""
         base = self.base
         if "negative_slope" in self.params and "negative_slope" in base.free:
-            base = base.fix(negative_slope=self.params["negative_slope"])
+            # Activation parameter values are float64 (a digits=N slope is rounded here).
+            base = base.fix(negative_slope=float(self.params["negative_slope"]))
         p = {k: self.params.get(k, d) for k, d in zip(PARAM_KEYS, (1.0, 0.0, 0.0, 1.0))}
         return base.affine(*(p[k] for k in PARAM_KEYS))
 

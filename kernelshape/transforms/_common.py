@@ -1,0 +1,375 @@
+"""Shared machinery of the DKS / TAT / EOC solvers: moments, Newton, checks, residuals.
+
+Every local condition is a one-dimensional Gaussian expectation at ``q = 1`` of
+``phi(a z + b)`` and its derivatives (THEORY.md §4-5). :class:`Moments` evaluates many of
+them in one vectorized numpy pass (see ``_vector.py``), with
+an output shift applied at every node so centred moments carry no cancellation. Jacobians
+are analytic through the Gaussian score identities
+
+    d/da E[g(a z + b) z^k] = E[g (z^(k+2) - (k+1) z^k)] / a
+    d/db E[g(a z + b) z^k] = E[g (z^(k+1) - k z^(k-1))] / a,
+
+which need neither higher derivatives of phi nor Dirac masses at kinks.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from ..errors import (
+    ConvergenceError,
+    FreeParameterError,
+    TransformError,
+    UnreachableTargetError,
+    UnsupportedError,
+)
+
+#: Largest number of Newton iterations from one starting point.
+MAX_NEWTON = 60
+#: Give up on a starting point still far from a root after this many iterations.
+STALL_AFTER = 12
+#: Largest |input_scale| a Newton iterate may reach (dks samples input scales in [0, 2]).
+MAX_SCALE = 50.0
+#: Largest number of step halvings in one Newton line search.
+MAX_HALVINGS = 10
+
+
+class Moments:
+    """Float64 expectations ``E[(phi(x)+s)^e0 phi'(x)^e1 phi''(x)^e2 z^ez]``, ``x = a z + b``.
+
+    Composite Gauss-Legendre (24 points per panel, a 16-point rule alongside as an error
+    estimate) on z-intervals where phi is one analytic branch, over ``|z| <= 12 + 2.2 |a|
+    growth``; branches evaluated with numpy (:mod:`kernelshape.transforms._vector`). The
+    output shift ``s`` is applied at every node, so centred moments carry no cancellation.
+    ``act`` may itself be a transformed activation ``G (phi0(A x + B) + D)``: the branches of
+    ``phi0`` are used and the factors folded in.
+    """
+
+    _FINE, _COARSE = 24, 16
+
+    def __init__(self, act):
+        from ..maps.gauss import gauss_legendre
+        from ._vector import branch_functions
+        self.act = act
+        self.A, self.B, self.D, self.G = (float(v) for v in act.affine_params)
+        base = act.base
+        self.pieces = [(p.lo, p.hi, p.branch) for p in base.pieces]
+        self.fns = branch_functions(act)
+        self.growth = base.growth
+        self.rules = (gauss_legendre(self._FINE), gauss_legendre(self._COARSE))
+        self.H = 3.0
+
+    def _integrate(self, terms, a0, b0, s0, rule):
+        gx, gw = rule
+        t_max = 12.0 + 2.2 * abs(a0) * self.growth
+        h = min(self.H, self.H / max(abs(a0), 1e-300))
+        zs, ws, f0, f1, f2 = [], [], [], [], []
+        need2 = bool(np.any(terms[:, 2]))
+        for lo, hi, k in self.pieces:
+            z_lo, z_hi = sorted(((lo - b0) / a0, (hi - b0) / a0))
+            z_lo, z_hi = max(z_lo, -t_max), min(z_hi, t_max)
+            if not z_hi > z_lo:
+                continue
+            n = max(1, math.ceil((z_hi - z_lo) / h))
+            width = (z_hi - z_lo) / n
+            mids = z_lo + width * (np.arange(n) + 0.5)
+            z = (mids[:, None] + (0.5 * width) * gx[None, :]).ravel()
+            w = np.tile(gw * (0.5 * width), n) * np.exp(-0.5 * z * z) * _INV_SQRT_2PI
+            x = a0 * z + b0
+            fk = self.fns[k]
+            zs.append(z)
+            ws.append(w)
+            f0.append(fk[0](x) + s0)
+            f1.append(fk[1](x))
+            if need2:
+                f2.append(fk[2](x))
+        z, w = np.concatenate(zs), np.concatenate(ws)
+        p0 = _powers(np.concatenate(f0), terms[:, 0].max())
+        p1 = _powers(np.concatenate(f1), terms[:, 1].max())
+        p2 = _powers(np.concatenate(f2) if need2 else np.ones_like(z), terms[:, 2].max())
+        pz = _powers(z, terms[:, 3].max())
+        v = p0[terms[:, 0]] * p1[terms[:, 1]] * p2[terms[:, 2]] * pz[terms[:, 3]]
+        return v @ w, np.abs(v) @ w
+
+    def __call__(self, terms, a, b, s=0.0, *, check=True, rtol=1e-10):
+        """Values for ``terms`` (an int64 array of rows ``(e0, e1, e2, ez)``).
+
+        Panels are ``H / |input scale|`` wide (at most ``H``). With ``check``, ``H`` (from
+        3) is halved until the 16-point rule agrees with the 24-point one to ``rtol`` times
+        the integral of the absolute integrand (ConvergenceError after ten halvings); the
+        accepted ``H`` is kept for later calls on this object.
+        """
+        A, B, D, G = self.A, self.B, self.D, self.G
+        a0, b0 = A * a, A * b + B
+        s0 = D + s / G
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            for _ in range(10):
+                out, absout = self._integrate(terms, a0, b0, s0, self.rules[0])
+                if not check or not np.all(np.isfinite(out)):
+                    break
+                coarse, _ = self._integrate(terms, a0, b0, s0, self.rules[1])
+                if np.all(np.abs(out - coarse) <= rtol * absout + 1e-300):
+                    break
+                self.H /= 2
+            else:
+                raise ConvergenceError(
+                    f"Gaussian quadrature for {self.act.expr} at input_scale={a!r}, "
+                    f"input_shift={b!r} did not converge")
+        if (A, G) != (1.0, 1.0):
+            factor = (G ** (terms[:, 0] + terms[:, 1] + terms[:, 2])
+                      * A ** (terms[:, 1] + 2 * terms[:, 2]))
+            out = out * factor
+        return out
+
+
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+def _powers(v, emax):
+    """Rows ``v^0, v^1, ..., v^emax`` as a 2-D array."""
+    out = np.empty((int(emax) + 1, v.shape[0]))
+    out[0] = 1.0
+    for e in range(1, int(emax) + 1):
+        out[e] = out[e - 1] * v
+    return out
+
+
+def terms_array(rows):
+    """Rows ``(e0, e1, e2, ez)`` as an int64 array, plus a row -> index map."""
+    arr = np.ascontiguousarray(np.asarray(rows, dtype=np.int64).reshape(-1, 4))
+    return arr, {tuple(int(v) for v in row): i for i, row in enumerate(arr)}
+
+
+def newton(fun, x0, *, tol=1e-15):
+    """Damped Newton from ``x0`` for ``fun(x) -> (F, J)``; deterministic, bounded.
+
+    Steps are halved (at most MAX_HALVINGS times) until ``max|F|`` decreases. Stops when
+    ``max|F| <= tol``, when a step no longer reduces it, or when the iterate is still far
+    from a root after STALL_AFTER iterations (Newton converges quadratically once close).
+
+    Returns:
+        ``(x, F, success)`` at the iterate with the smallest ``max|F|``; success means
+        ``max|F| <= 1e-12``.
+    """
+    x = np.array(x0, dtype=float)
+    F, J = fun(x)
+    if F is None:
+        return x, None, False
+    best_x, best_F = x, F
+    norm = np.max(np.abs(F))
+    for it in range(MAX_NEWTON):
+        if norm <= tol:
+            break
+        if it >= STALL_AFTER and norm > 1e-4:
+            break
+        try:
+            step = np.linalg.solve(J, -F)
+        except np.linalg.LinAlgError:
+            break
+        if not np.all(np.isfinite(step)):
+            break
+        t = 1.0
+        for _ in range(MAX_HALVINGS):
+            x_new = x + t * step
+            F_new, J_new = fun(x_new)
+            if F_new is not None and np.max(np.abs(F_new)) < norm:
+                break
+            t *= 0.5
+        else:
+            break
+        new_norm = np.max(np.abs(F_new))
+        x, F, J, norm = x_new, F_new, J_new, new_norm
+        best_x, best_F = x, F
+    success = best_F is not None and np.max(np.abs(best_F)) <= 1e-12
+    return best_x, best_F, success
+
+
+# -- public-boundary checks --------------------------------------------------------------
+def as_activation(phi):
+    from ..activations import Activation, activation
+    return phi if isinstance(phi, Activation) else activation(phi)
+
+
+def check_activation(phi, method, *, solvable=()):
+    """The Activation for ``phi`` (name, text or Activation), free parameters checked."""
+    act = as_activation(phi)
+    free = [p for p in act.free if p not in solvable]
+    if free:
+        hint = ", ".join(f"{p}=..." for p in free)
+        raise FreeParameterError(
+            f"{method} solves only {list(solvable) or 'the four affine constants'}, but the "
+            f"activation has free parameters {free}; fix them with .fix({hint})")
+    return act
+
+
+def check_digits(digits):
+    from ..errors import PrecisionError
+    if digits is None:
+        return None
+    if isinstance(digits, bool) or not isinstance(digits, numbers.Integral) or digits < 16:
+        raise PrecisionError(f"digits must be None (float64) or an integer >= 16, got "
+                             f"{digits!r}")
+    return int(digits)
+
+
+def check_real(name, value, *, low=None, high=None, low_open=True, high_open=True):
+    """A finite real ``value`` inside the stated interval, else TransformError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or not math.isfinite(float(value)):
+        raise TransformError(f"{name} must be a finite real number, got {value!r}")
+    v = float(value)
+    bad_low = low is not None and (v <= low if low_open else v < low)
+    bad_high = high is not None and (v >= high if high_open else v > high)
+    if bad_low or bad_high:
+        lo = "-inf" if low is None else f"{low:g}"
+        hi = "inf" if high is None else f"{high:g}"
+        interval = f"{'(' if low_open else '['}{lo}, {hi}{')' if high_open else ']'}"
+        raise TransformError(f"{name} must lie in {interval}, got {value!r}")
+    return v
+
+
+def info(act):
+    """Cached facts about ``act`` the solvers branch on (sympy work done once per object)."""
+    cached = act.__dict__.get("_transform_info")
+    if cached is None:
+        fixed = not act.free
+        cached = {
+            "leaky": is_builtin(act, "leaky_relu"),
+            "relu": fixed and is_relu(act),
+            "odd_center": odd_center(act) if fixed else None,
+            "kink_orders": tuple(k.order for k in act.kinks) if fixed else (),
+            "linear": fixed and _is_linear(act),
+        }
+        act.__dict__["_transform_info"] = cached
+    return cached
+
+
+def _is_linear(act):
+    import sympy as sp
+
+    from ..parsing import X
+    expr = act.expr
+    return not expr.has(sp.Piecewise) and expr.is_polynomial(X) and sp.degree(expr, X) <= 1
+
+
+def check_not_linear(act, method):
+    """Linear activations keep every C map the identity: no DKS/TAT target is reachable."""
+    if info(act)["linear"]:
+        raise UnreachableTargetError(
+            f"{method}: the activation {act.expr} is linear, so every C map is the identity "
+            "(C'(1) = 1, C''(1) = 0) and no target other than the identity can be reached")
+
+
+def is_builtin(act, name):
+    """True when ``act``'s template is the built-in ``name`` (parameters may differ)."""
+    import sympy as sp
+
+    from ..activations import activation
+    if act.is_affine:
+        return False
+    ref = activation(name, **({"negative_slope": None} if name == "leaky_relu" else {}))
+    return sp.srepr(act.template) == sp.srepr(ref.template)
+
+
+def is_relu(act):
+    import sympy as sp
+
+    from ..parsing import X
+    if act.is_affine or act.free:
+        return False
+    return act.expr == sp.Max(0, X) or sp.srepr(act.expr) == sp.srepr(
+        sp.Piecewise((0, X < 0), (X, True)))
+
+
+def odd_center(act):
+    """``c`` when ``phi(x) + phi(-x) = 2c`` for all x (odd about ``(0, c)``), else None.
+
+    Then ``(beta, delta) -> (-beta, -2c - delta)`` maps solutions to solutions (the
+    transformed activation becomes ``-phi_hat(-x)``, with the same maps). Checked
+    numerically at 30 digits on a spread of points.
+    """
+    import mpmath
+    with mpmath.workdps(30):
+        c = act.mp(0)
+        for x in ("0.3", "0.77", "1.3", "2.9", "6.1"):
+            v = act.mp(mpmath.mpf(x))
+            w = act.mp(-mpmath.mpf(x))
+            if abs(v + w - 2 * c) > mpmath.mpf(10) ** -25 * (1 + abs(v)):
+                return None
+    return float(c)
+
+
+def network_of(network):
+    """A Network from ``network`` (a Network or a dks-style subnet_max function)."""
+    from ..networks import as_network
+    if network is None:
+        raise TransformError("a network is required: pass network=mlp(...), resnet(...), "
+                             "or a dks-style subnet_max_func(x, r_fn)")
+    return as_network(network)
+
+
+def solve_increasing(fn, target, lo, hi, *, name, what, max_iter=400):
+    """``x`` in ``[lo, hi)`` with ``fn(x) = target`` for an increasing ``fn``; hi may be inf.
+
+    Bracket by doubling, then bisection and secant steps until the bracket is one ulp.
+
+    Raises:
+        UnreachableTargetError: ``target`` is not reached before ``hi`` (names ``what``).
+        ConvergenceError: the iteration bound is hit.
+    """
+    f_lo = fn(lo) - target
+    if f_lo > 0:
+        raise UnreachableTargetError(
+            f"{what}: the target {name} = {target!r} is below the value {fn(lo)!r} reached "
+            f"at the lower end {lo!r}")
+    if math.isinf(hi):
+        step, x = 1.0, lo
+        for _ in range(2000):
+            x_hi = lo + step
+            v = fn(x_hi)
+            if not math.isfinite(v):
+                raise UnreachableTargetError(
+                    f"{what}: {name} = {target!r} not reached before the network's value "
+                    f"overflows at {x_hi!r}")
+            if v - target >= 0:
+                hi = x_hi
+                break
+            x, step = x_hi, step * 2
+        else:
+            raise UnreachableTargetError(f"{what}: {name} = {target!r} is never reached")
+        lo = x
+        f_lo = fn(lo) - target
+    else:
+        f_hi = fn(hi) - target
+        if f_hi < 0:
+            raise UnreachableTargetError(
+                f"{what}: the target {name} = {target!r} cannot be reached; the closest value "
+                f"is {fn(hi)!r} at the end of the range {hi!r}")
+    f_hi = fn(hi) - target
+    for i in range(max_iter):
+        if f_lo == 0:
+            return lo
+        if f_hi == 0 or hi - lo <= 2 * math.ulp(max(abs(lo), abs(hi))):
+            return hi if abs(f_hi) <= abs(f_lo) else lo
+        if i % 3 == 2 or f_hi == f_lo:
+            mid = 0.5 * (lo + hi)
+        else:
+            mid = lo - f_lo * (hi - lo) / (f_hi - f_lo)
+            if not lo < mid < hi:
+                mid = 0.5 * (lo + hi)
+        f_mid = fn(mid) - target
+        if f_mid < 0:
+            lo, f_lo = mid, f_mid
+        else:
+            hi, f_hi = mid, f_mid
+    raise ConvergenceError(f"{what}: solving for {name} did not converge in {max_iter} steps")
+
+
+def unsupported_kink(act, method, condition):
+    raise UnsupportedError(
+        f"{method}: the activation {act.expr} has kinks at "
+        f"{[k.location for k in act.kinks]}, where phi'' holds Dirac masses, so {condition} "
+        "is infinite; use a smooth activation, or leaky ReLU with TAT's eta target")
