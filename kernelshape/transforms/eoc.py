@@ -41,6 +41,12 @@ class EdgeOfChaos:
         phase: ``"ordered"``, ``"edge of chaos"`` or ``"chaotic"``.
 
     All values float64, about 1e-13 relative.
+
+    Example:
+        >>> import kernelshape as ks
+        >>> e = ks.eoc(ks.activation("relu"), sigma_b=0.0)
+        >>> round(e.sigma_w ** 2, 12), e.phase
+        (2.0, 'edge of chaos')
     """
 
     sigma_w: float

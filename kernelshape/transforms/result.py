@@ -36,6 +36,10 @@ class Residual:
             ``"M(0)"`` (the TAT leaky ReLU subnetwork value).
         target: the target value.
         achieved: the value the transformed activation attains (independently evaluated).
+
+    Example:
+        >>> Residual("Q(1)", 1.0, 1.0 + 2e-16).difference < 1e-15
+        True
     """
 
     condition: str
@@ -63,6 +67,14 @@ class Transform:
         network: a readable description of the network the targets refer to.
         residuals: every condition with target and achieved value.
         digits: significant digits of the solve (``None`` = float64).
+
+    Example:
+        >>> import kernelshape as ks
+        >>> t = ks.dks(ks.activation("tanh"), network=ks.mlp(10))
+        >>> sorted(t.params)
+        ['input_scale', 'input_shift', 'output_scale', 'output_shift']
+        >>> ks.Transform.from_dict(t.to_dict()).params == t.params
+        True
     """
 
     method: str
@@ -82,6 +94,27 @@ class Transform:
             base = base.fix(negative_slope=float(self.params["negative_slope"]))
         p = {k: self.params.get(k, d) for k, d in zip(PARAM_KEYS, (1.0, 0.0, 0.0, 1.0))}
         return base.affine(*(p[k] for k in PARAM_KEYS))
+
+    # -- code generation (thin forwards to kernelshape.codegen) ---------------------------
+    def emit(self, target: str, *, name: str | None = None) -> str:
+        """Standalone source for ``target`` ("numpy", "jax", "torch"); see codegen.emit."""
+        from .. import codegen
+        return codegen.emit(self, target, name=name)
+
+    def as_numpy(self):
+        """The transformed activation as a NumPy function (from the generated code)."""
+        from .. import codegen
+        return codegen.as_numpy(self)
+
+    def as_jax(self):
+        """The transformed activation as a JAX function (jit-, grad- and vmap-able)."""
+        from .. import codegen
+        return codegen.as_jax(self)
+
+    def as_torch(self):
+        """The transformed activation as a ``torch.nn.Module`` instance."""
+        from .. import codegen
+        return codegen.as_torch(self)
 
     @property
     def max_residual(self) -> float:
