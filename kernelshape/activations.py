@@ -110,6 +110,10 @@ class Kink:
         order: lowest derivative order that jumps there: 0 = a jump of phi itself,
             1 = a kink (phi' jumps, phi'' holds a Dirac mass), 2 = phi'' jumps, 3 = phi''' jumps.
         jumps: the jumps (right minus left limit) of phi, phi', phi'' at the point.
+
+    Example:
+        >>> activation("relu").kinks[0]
+        Kink(location=0.0, order=1, jumps=(0.0, 1.0, 0.0))
     """
 
     location: float
