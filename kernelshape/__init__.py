@@ -28,11 +28,11 @@ from .networks import (
     nonlinear,
     normalized_sum,
     parallel,
-    resnet,
     residual,
+    resnet,
 )
 from .pln import pln
-from .transforms import EdgeOfChaos, Residual, ReluWarning, Transform, dks, eoc, tat
+from .transforms import EdgeOfChaos, ReluWarning, Residual, Transform, dks, eoc, tat
 
 try:
     __version__ = _version("kernelshape")

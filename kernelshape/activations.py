@@ -27,7 +27,7 @@ from .errors import (
     NotRealError,
     UnsupportedError,
 )
-from .parsing import X, parse_expression
+from .parsing import X, as_sympy, parse_expression
 
 __all__ = ["Activation", "Kink", "activation", "builtins", "BUILTIN_FORMULAS"]
 
@@ -145,7 +145,11 @@ class Activation:
 
     def __init__(self, expr: sp.Expr, *, name: str | None = None,
                  values: Mapping[str, float] | None = None):
-        expr = sp.sympify(expr)
+        if isinstance(expr, str):  # text goes through the safe parser, never sympify
+            expr = parse_expression(expr, tuple(values or ()))
+        expr = as_sympy(expr, "an activation expression")
+        if not isinstance(expr, sp.Expr):
+            raise ExpressionError(f"expected a sympy expression, got {type(expr).__name__}")
         symbols = {s.name: s for s in expr.free_symbols}
         if X.name not in symbols:
             raise ExpressionError(f"expression {expr} does not depend on x")

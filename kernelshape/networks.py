@@ -536,7 +536,14 @@ def _check_network(obj, what):
 def _check_depth(depth):
     if isinstance(depth, bool) or not isinstance(depth, numbers.Integral) or depth < 1:
         raise NetworkError(f"depth must be a positive integer, got {depth!r}")
+    if depth > MAX_DEPTH:
+        raise NetworkError(
+            f"depth {depth} is more than kernelshape handles ({MAX_DEPTH:,} nonlinear layers)")
     return int(depth)
+
+
+#: Largest chain depth accepted by :func:`mlp` (networks are held layer by layer).
+MAX_DEPTH = 1_000_000
 
 
 def _check_shortcut_weight(w):

@@ -11,13 +11,14 @@ rejected with an :class:`~kernelshape.errors.ExpressionError` naming the offendi
 from __future__ import annotations
 
 import ast
+import math
 from collections.abc import Iterable
 
 import sympy as sp
 
 from .errors import ExpressionError, UnknownNameError, UnsafeExpressionError
 
-__all__ = ["X", "parse_expression", "FUNCTIONS", "CONSTANTS"]
+__all__ = ["X", "parse_expression", "as_sympy", "FUNCTIONS", "CONSTANTS"]
 
 #: The activation's variable. Real, so that sympy simplifies ``Abs``/``sign`` correctly.
 X = sp.Symbol("x", real=True)
@@ -52,7 +53,8 @@ FUNCTIONS = {
     "abs": (1, sp.Abs), "Abs": (1, sp.Abs), "sign": (1, sp.sign),
     "heaviside": ((1, 2), lambda u, h0=sp.S.Half: sp.Heaviside(u, h0)),
     "Heaviside": ((1, 2), lambda u, h0=sp.S.Half: sp.Heaviside(u, h0)),
-    "max": (2, sp.Max), "Max": (2, sp.Max), "min": (2, sp.Min), "Min": (2, sp.Min),
+    "max": ((2, None), sp.Max), "Max": ((2, None), sp.Max),
+    "min": ((2, None), sp.Min), "Min": ((2, None), sp.Min),  # (2, None): two or more
     "relu": (1, _relu), "sigmoid": (1, _sigmoid), "softplus": (1, _softplus),
     "where": (3, _where),
     "Piecewise": (None, None),  # sympy's printed form: Piecewise((expr, cond), ..., (expr, True))
@@ -72,6 +74,34 @@ _CMPOPS = {
     ast.Lt: sp.StrictLessThan, ast.LtE: sp.LessThan,
     ast.Gt: sp.StrictGreaterThan, ast.GtE: sp.GreaterThan,
 }
+
+
+def as_sympy(value, what: str = "value") -> sp.Basic:
+    """A sympy object for ``value`` without ever evaluating text.
+
+    sympy's own ``sympify`` runs strings through ``eval``; here strings are refused (use
+    :func:`parse_expression` for text) and only sympy objects and real numbers pass.
+
+    Example:
+        >>> as_sympy(0.5)
+        0.500000000000000
+    """
+    if isinstance(value, sp.Basic):
+        return value
+    if isinstance(value, bool) or isinstance(value, (str, bytes)):
+        raise ExpressionError(
+            f"{what} must be a number or a sympy expression, got {type(value).__name__} "
+            f"{str(value)[:60]!r} (text is only read by the safe parser)")
+    try:
+        import numbers
+        if isinstance(value, numbers.Integral):
+            return sp.Integer(int(value))
+        if isinstance(value, numbers.Real) or hasattr(value, "_mpf_"):
+            return sp.Float(value)
+    except (TypeError, ValueError) as err:
+        raise ExpressionError(f"{what}: cannot use {value!r}: {err}") from err
+    raise ExpressionError(
+        f"{what} must be a number or a sympy expression, got {type(value).__name__}")
 
 
 def parse_expression(text: str, parameters: Iterable[str] = ()) -> sp.Expr:
@@ -115,6 +145,30 @@ def parse_expression(text: str, parameters: Iterable[str] = ()) -> sp.Expr:
         raise ExpressionError(f"cannot parse expression {text!r}: {err}") from err
     params = {name: sp.Symbol(name, real=True) for name in parameters}
     return _Walker(params, text).visit(tree.body, 0)
+
+
+def _short(value) -> str:
+    text = sp.sstr(value)
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
+
+
+def _check_power(base, exponent):
+    """Refuse powers whose exponent or numeric result is out of all proportion.
+
+    Checked before sympy computes anything, so ``((9**99)**99)**99`` costs nothing.
+    """
+    if exponent.is_number:
+        if not exponent.is_real:
+            raise ExpressionError(f"exponent {_short(exponent)} is not real")
+        if abs(exponent) > 1000:
+            raise ExpressionError(
+                f"exponent {_short(exponent)} too large (at most 1000 in size)")
+        if base.is_number and base.is_real and base != 0:
+            magnitude = abs(float(exponent)) * abs(math.log10(abs(float(sp.N(base, 5)))))
+            if magnitude > 300:
+                raise ExpressionError(
+                    f"the number {_short(base)}**{_short(exponent)} is too large or too small "
+                    f"(about 10^{magnitude:.0f}; at most 10^300 allowed)")
 
 
 class _Walker:
@@ -168,8 +222,8 @@ class _Walker:
             raise UnsafeExpressionError(
                 f"operator {type(node.op).__name__} is not allowed; use + - * / **")
         left, right = self.visit(node.left, depth), self.visit(node.right, depth)
-        if isinstance(node.op, ast.Pow) and right.is_number and abs(float(right)) > 1000:
-            raise ExpressionError(f"exponent {right} too large (at most 1000 in size)")
+        if isinstance(node.op, ast.Pow):
+            _check_power(left, right)
         return op(left, right)
 
     def _UnaryOp(self, node, depth):
@@ -200,7 +254,10 @@ class _Walker:
         arity, fn = FUNCTIONS[name]
         if name == "Piecewise":
             return self._piecewise(node, depth)
-        if isinstance(arity, tuple) and len(node.args) in arity:
+        if arity == (2, None):
+            if len(node.args) < 2:
+                raise ExpressionError(f"{name} takes 2 or more arguments, got {len(node.args)}")
+        elif isinstance(arity, tuple) and len(node.args) in arity:
             pass
         elif len(node.args) != arity:
             raise ExpressionError(

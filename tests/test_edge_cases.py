@@ -397,8 +397,6 @@ def test_deeply_nested_network_description():
         assert got == pytest.approx(1.0001)
 
 
-@pytest.mark.xfail(strict=True, reason="mlp() materializes a list of `depth` layers: "
-                   "mlp(10**12) raises a bare MemoryError, not a NetworkError")
 def test_absurd_depth_is_a_clear_error_or_works():
     got = outcome(lambda: mlp(10**12))
     if not isinstance(got, E.KernelShapeError):

@@ -98,9 +98,6 @@ def known_solver_warnings():
         yield
 
 
-@pytest.mark.xfail(strict=True, reason="transforms/dks.py _dks_system divides by V**2 after "
-                   "it overflows: numpy RuntimeWarning 'invalid value encountered in divide' "
-                   "escapes to the user (an exception under filterwarnings=error)")
 def test_dks_solver_leaks_numpy_warnings():
     # found by test_fuzz_solvers_on_builtin_variants
     got = outcome(lambda: dks("gelu_exact", network=resnet(101, 0.5214376492407263,
@@ -138,9 +135,6 @@ def _round_trip(text):
     return t, Transform.from_dict(t.to_dict())
 
 
-@pytest.mark.xfail(strict=True, reason="sympy prints nested Max/Min n-ary (Max(1/10, x/2, x)) "
-                   "but parsing.FUNCTIONS gives max/min/Max/Min arity 2: Transform.from_dict "
-                   "of its own to_dict raises ExpressionError")
 def test_round_trip_of_nested_max():
     # found by test_fuzz_activation_text (long profile): 'min(x, min(0.5, a))'
     t, back = _round_trip("max(x, max(0.5*x, 0.1))")

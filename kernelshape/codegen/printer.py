@@ -30,6 +30,7 @@ from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
 from ..errors import CodegenError
+from ..parsing import as_sympy
 
 _POW = PRECEDENCE["Pow"]
 _MUL = PRECEDENCE["Mul"]
@@ -174,7 +175,7 @@ def stable_form(expr: sp.Expr) -> sp.Expr:
         >>> stable_form(X / (1 + sp.exp(-X)))
         x*Sigmoid(x)
     """
-    return _fold_constants(_rewrite(sp.sympify(expr)))
+    return _fold_constants(_rewrite(as_sympy(expr, "expression")))
 
 
 class TargetPrinter(StrPrinter):

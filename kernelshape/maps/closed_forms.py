@@ -25,7 +25,7 @@ import functools
 
 import sympy as sp
 
-from ..parsing import X
+from ..parsing import X, as_sympy
 
 __all__ = ["C", "Q", "c_map_expr", "kernel_expr", "q_map_expr"]
 
@@ -209,7 +209,7 @@ def c_map_expr(act, order: int = 0, q=1):
     k = kernel_expr(act)
     if k is None:
         return None
-    q = sp.sympify(q)
+    q = as_sympy(q, "q")
     c_expr = k.subs(Q, q) / k.subs(C, 1).subs(Q, q)
     c_expr = sp.simplify(c_expr) if c_expr.count_ops() < 60 else c_expr
     return sp.diff(c_expr, C, order) if order else c_expr

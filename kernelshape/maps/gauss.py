@@ -10,7 +10,6 @@ under the DKS/TAT/EOC solvers (their conditions are all such expectations at q =
 from __future__ import annotations
 
 import functools
-import math
 
 import numpy as np
 

@@ -154,6 +154,13 @@ def newton(fun, x0, *, tol=1e-15):
         ``(x, F, success)`` at the iterate with the smallest ``max|F|``; success means
         ``max|F| <= 1e-12``.
     """
+    # Trial points may overflow or divide by zero on the way; fun() maps those to None,
+    # so numpy's warnings are noise here, not signals for the caller.
+    with np.errstate(all="ignore"):
+        return _newton(fun, x0, tol)
+
+
+def _newton(fun, x0, tol):
     x = np.array(x0, dtype=float)
     F, J = fun(x)
     if F is None:
