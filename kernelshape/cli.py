@@ -183,13 +183,16 @@ def _cmd_maps(args):
     phi = _activation(args)
     cs = args.c if args.c is not None else [-1.0, -0.5, 0.0, 0.5, 1.0]
     rows, records = [], []
+    progress = _Progress(len(args.q) * len(cs), "mpmath maps", enabled=bool(args.digits))
     for q in args.q:
         qv = phi.q_map(q, order=args.order, digits=args.digits)
         for c in cs:
             cv = phi.c_map(c, q=q, order=args.order, digits=args.digits)
+            progress.step()
             rows.append([_fmt(q), _fmt(qv, args.digits), _fmt(c), _fmt(cv, args.digits)])
             records.append({"q": q, "q_map": _json_number(qv, args.digits), "c": c,
                             "c_map": _json_number(cv, args.digits)})
+    progress.close()
     prime = "'" * args.order
     if args.json:
         print(json.dumps({"activation": str(phi.expr), "order": args.order,
@@ -241,6 +244,27 @@ def _cmd_solve(args):
         _print_transform(t)
         if args.emit and args.output:
             print(f"wrote {args.emit} code to {args.output}")
+
+
+class _Progress:
+    """A one-line progress bar on stderr for long work (only when stderr is a terminal)."""
+
+    def __init__(self, total: int, label: str, *, enabled: bool = True):
+        self.total, self.label, self.done = total, label, 0
+        self.enabled = enabled and total > 1 and sys.stderr.isatty()
+
+    def step(self) -> None:
+        self.done += 1
+        if self.enabled:
+            width = 30
+            filled = int(width * self.done / self.total)
+            sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] "
+                             f"{self.done}/{self.total}")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
 
 
 def _write_text(path: Path, text: str) -> None:
