@@ -244,7 +244,8 @@ def _fail(act, best, names, targets):
     raise UnreachableTargetError(
         f"DKS: the condition {names[i]} = {targets[i]!r} cannot be met for {act.expr}: "
         f"from every starting point the solver stalls; closest value reached "
-        f"{names[i]} = {targets[i] + F[i]!r} at input_scale={x[0]!r}, input_shift={x[1]!r}")
+        f"{names[i]} = {float(targets[i] + F[i])!r} at input_scale={float(x[0])!r}, "
+        f"input_shift={float(x[1])!r}")
 
 
 def _residuals(act, params, conditions, digits):
