@@ -219,15 +219,17 @@ def _cmd_solve(args):
             print(_table([[k, _fmt(v)] for k, v in data.items()], ["quantity", "value"]))
         return
     net = _network(args)
-    if args.method == "dks":
-        t = transforms.dks(phi, network=net, zeta=args.zeta, q_slope=args.q_slope,
-                           digits=args.digits)
-    elif args.eta is not None or (args.tau is None and "negative_slope" in phi.parameters):
-        t = transforms.tat(phi, network=net, eta=args.eta if args.eta is not None else 0.9,
-                           digits=args.digits)
-    else:
-        t = transforms.tat(phi, network=net, tau=args.tau if args.tau is not None else 0.3,
-                           digits=args.digits)
+    label = f"solving {args.method.upper()} in mpmath to {args.digits} digits"
+    with _Spinner(label, enabled=bool(args.digits)):
+        if args.method == "dks":
+            t = transforms.dks(phi, network=net, zeta=args.zeta, q_slope=args.q_slope,
+                               digits=args.digits)
+        elif args.eta is not None or (args.tau is None and "negative_slope" in phi.parameters):
+            t = transforms.tat(phi, network=net, eta=args.eta if args.eta is not None else 0.9,
+                               digits=args.digits)
+        else:
+            t = transforms.tat(phi, network=net, tau=args.tau if args.tau is not None else 0.3,
+                               digits=args.digits)
     if args.emit:
         from . import codegen
         src = codegen.emit(t, args.emit)
@@ -267,6 +269,42 @@ class _Progress:
             sys.stderr.write("\n")
 
 
+class _Spinner:
+    """Elapsed-time progress on stderr for long work of unknown length (terminals only)."""
+
+    def __init__(self, label: str, *, enabled: bool = True):
+        self.label = label
+        self.enabled = enabled and sys.stderr.isatty()
+        self._stop = None
+
+    def __enter__(self):
+        if self.enabled:
+            import threading
+            import time
+            self._stop = threading.Event()
+            start = time.perf_counter()
+
+            def run():
+                frames = "|/-\\"
+                i = 0
+                while not self._stop.wait(0.2):
+                    sys.stderr.write(f"\r{self.label} {frames[i % 4]} "
+                                     f"{time.perf_counter() - start:5.1f} s")
+                    sys.stderr.flush()
+                    i += 1
+            self._thread = threading.Thread(target=run, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self._stop is not None:
+            self._stop.set()
+            self._thread.join()
+            sys.stderr.write("\r" + " " * (len(self.label) + 12) + "\r")
+            sys.stderr.flush()
+        return False
+
+
 def _write_text(path: Path, text: str) -> None:
     try:
         path.write_text(text)
@@ -301,14 +339,15 @@ def _jsonable(v):
 def _cmd_plot(args):
     from . import plot
     phi = _activation(args)
-    if args.kind == "degeneration":
-        fig = plot.degeneration(phi, network=_network(args))
-    elif args.kind == "cmap":
-        fig = plot.c_map(phi)
-    elif args.kind == "qmap":
-        fig = plot.q_map(phi)
-    else:
-        fig = plot.eoc_phase(phi)
+    with _Spinner(f"computing the {args.kind} sweep"):
+        if args.kind == "degeneration":
+            fig = plot.degeneration(phi, network=_network(args))
+        elif args.kind == "cmap":
+            fig = plot.c_map(phi)
+        elif args.kind == "qmap":
+            fig = plot.q_map(phi)
+        else:
+            fig = plot.eoc_phase(phi)
     try:
         fig.savefig(args.output, dpi=120, bbox_inches="tight")
     except (OSError, ValueError) as err:

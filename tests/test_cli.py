@@ -17,6 +17,7 @@ import mpmath
 import pytest
 
 import kernelshape as ks
+from kernelshape import cli
 from kernelshape.cli import build_parser, main
 
 SUBCOMMANDS = ("list", "maps", "solve", "plot", "figures", "demo")
@@ -332,3 +333,40 @@ def test_python_m_kernelshape_help():
     for command in SUBCOMMANDS:
         assert command in proc.stdout
     assert not proc.stderr
+
+
+class _Terminal:
+    """A stderr stand-in that claims to be a terminal (progress is only drawn on those)."""
+
+    def __init__(self):
+        self.parts = []
+
+    def isatty(self):
+        return True
+
+    def write(self, text):
+        self.parts.append(text)
+
+    def flush(self):
+        pass
+
+
+def test_progress_bar_and_spinner_draw_only_on_terminals(monkeypatch):
+    import time
+
+    term = _Terminal()
+    monkeypatch.setattr(cli.sys, "stderr", term)
+    bar = cli._Progress(3, "maps")
+    for _ in range(3):
+        bar.step()
+    bar.close()
+    assert "3/3" in "".join(term.parts) and "#" * 30 in "".join(term.parts)
+    term.parts.clear()
+    with cli._Spinner("solving"):
+        time.sleep(0.45)
+    drawn = "".join(term.parts)
+    assert "solving" in drawn and " s" in drawn and drawn.endswith("\r")
+    monkeypatch.setattr(cli.sys, "stderr", __import__("io").StringIO())
+    quiet = cli._Progress(3, "maps")
+    quiet.step()
+    assert not quiet.enabled
