@@ -389,7 +389,7 @@ class Activation:
         """The numba module of the *base* activation's branches (see :mod:`kernelshape._jit`).
 
         Kernels work in base coordinates: pass them ``_piece_arrays`` (the base pieces) and
-        fold ``affine_params`` into their arguments (see :func:`kernelshape.maps.gauss.expect`).
+        fold ``affine_params`` into their arguments (as :mod:`kernelshape.maps.fast` does).
         """
         self._require_fixed("numeric evaluation")
         if self.is_affine:

@@ -18,7 +18,6 @@ import math
 
 import numpy as np
 
-from ..errors import UnreachableTargetError
 from . import _common as cm
 from .result import Residual
 
@@ -73,17 +72,11 @@ def solve_leaky_dks(q_slope, xi, digits):
         if ok:
             break
     else:
-        names = ("Q'(1)", "C'(1)")
-        if best is None:
-            raise UnreachableTargetError(
-                f"DKS leaky ReLU: no negative slope and input shift meet Q'(1) = {q_slope!r}, "
-                f"C'(1) = {xi!r}")
-        x, F = best
-        i = int(np.argmax(np.abs(F)))
-        raise UnreachableTargetError(
-            f"DKS leaky ReLU: the condition {names[i]} = {(q_slope, xi)[i]!r} cannot be met; "
-            f"closest value {names[i]} = {(q_slope, xi)[i] + F[i]!r} at negative_slope="
-            f"{x[0]!r}, input_shift={x[1]!r}")
+        cm.raise_stalled(
+            "DKS leaky ReLU", ("Q'(1)", "C'(1)"), (q_slope, xi), best,
+            ("negative_slope", "input_shift"),
+            nothing=(f"DKS leaky ReLU: no negative slope and input shift meet "
+                     f"Q'(1) = {q_slope!r}, C'(1) = {xi!r}"))
     a, b = float(x[0]), float(x[1])
     if digits:
         import mpmath

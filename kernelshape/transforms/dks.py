@@ -23,7 +23,7 @@ import warnings
 
 import numpy as np
 
-from ..errors import TransformError, UnreachableTargetError
+from ..errors import TransformError
 from . import _common as cm
 from ._leaky import leaky_residuals, solve_leaky_dks
 from ._targets import local_slope
@@ -235,17 +235,8 @@ def _relu_output(act, moments, a, b, digits):
 
 
 def _fail(act, best, names, targets):
-    if best is None:
-        raise UnreachableTargetError(
-            f"DKS: no parameters of {act.expr} meet the conditions {', '.join(names)} = "
-            f"{targets}; the solver found no point where the maps are defined")
-    x, F = best
-    i = int(np.argmax(np.abs(F)))
-    raise UnreachableTargetError(
-        f"DKS: the condition {names[i]} = {targets[i]!r} cannot be met for {act.expr}: "
-        f"from every starting point the solver stalls; closest value reached "
-        f"{names[i]} = {float(targets[i] + F[i])!r} at input_scale={float(x[0])!r}, "
-        f"input_shift={float(x[1])!r}")
+    cm.raise_stalled(f"DKS for {act.expr}", names, targets, best,
+                     ("input_scale", "input_shift"))
 
 
 def _residuals(act, params, conditions, digits):
