@@ -20,6 +20,8 @@ from kernelshape import activation, plot
 from kernelshape.empirical import compare, predict
 from kernelshape.errors import DomainError
 from kernelshape.networks import mlp
+from kernelshape.plot._variants import _Variant
+from kernelshape.plot.maps import _phase_grid
 from kernelshape.transforms import dks
 
 RELU, TANH = activation("relu"), activation("tanh")
@@ -81,9 +83,9 @@ def test_relu_degenerates_at_the_edge_of_chaos_as_theory_says():
 @pytest.mark.parametrize("name", ["tanh", "relu"])
 def test_tabulated_composition_matches_exact_maps(name):
     # The figures compose a tabulated layer map; the exact route is empirical.predict.
-    # Claimed accuracy (plot._CTable): 1e-5 over 10 layers (smooth or ReLU interior).
+    # Claimed accuracy (plot._variants._CTable): 1e-5 over 10 layers (smooth or ReLU interior).
     phi = activation(name)
-    var = plot._Variant("untransformed", name, phi)
+    var = _Variant("untransformed", name, phi)
     c = np.linspace(-0.95, 0.95, 9)
     _, composed, _ = var.chain(c, 10)
     _, exact = predict(phi, network=mlp(10), c=c)
@@ -122,7 +124,7 @@ def test_eoc_phase_figure():
     assert ax.get_xlabel() == "$\\sigma_w$" and ax.get_ylabel() == "$\\sigma_b$"
     assert len(fig.axes) == 2                              # the colour bar
     assert _legend_texts(ax) == ["edge of chaos $\\chi_1$ = 1", "depth scale $\\xi_c$"]
-    sw, _, chi, _ = plot._phase_grid(activation("erf"), 3.0, 1.0, 10)
+    sw, _, chi, _ = _phase_grid(activation("erf"), 3.0, 1.0, 10)
     row = chi[0]
     i = np.flatnonzero(np.isfinite(row[:-1]) & np.isfinite(row[1:])
                        & (row[:-1] < 1) & (row[1:] >= 1))[0]
