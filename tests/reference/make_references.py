@@ -9,7 +9,9 @@ each one, so it can be stopped and restarted at will::
     nohup python tests/reference/make_references.py > /tmp/references.log 2>&1 &
 
 Options: ``--digits N`` (default 40), ``--only NAME`` (one activation), ``--max-seconds S``
-(stop after S seconds), ``--out PATH``.
+(stop after S seconds), ``--out PATH``, ``--shard I/N`` (take every N-th job starting at I,
+so N processes can share the work; each writes its own ``--out`` file) and ``--merge
+FILE...`` (fold shard files into ``--out``, keeping entries already there).
 """
 
 from __future__ import annotations
@@ -114,7 +116,10 @@ def main(argv=None):
     parser.add_argument("--only", default=None)
     parser.add_argument("--max-seconds", type=float, default=None)
     parser.add_argument("--out", default=DEFAULT_OUT)
+    parser.add_argument("--shard", default="0/1")
+    parser.add_argument("--merge", nargs="+", default=None)
     args = parser.parse_args(argv)
+    shard, shards = (int(part) for part in args.shard.split("/"))
     start = time.time()
     entries = []
     if os.path.exists(args.out):
@@ -135,7 +140,19 @@ def main(argv=None):
         "date": datetime.date.today().isoformat(),
         "values": "[order 0, order 1, order 2] as decimal strings; 'inf' where infinite",
     }
-    for (case_id, a, b, kind, q, c), spec in jobs():
+    if args.merge:
+        for path in args.merge:
+            with open(path) as fh:
+                for entry in json.load(fh)["entries"]:
+                    if key_of(entry) not in done:
+                        done.add(key_of(entry))
+                        entries.append(entry)
+        save(args.out, provenance, entries)
+        print(f"{len(entries)} entries in {args.out}")
+        return
+    for index, ((case_id, a, b, kind, q, c), spec) in enumerate(jobs()):
+        if index % shards != shard:
+            continue
         if args.only and not case_id.startswith(args.only):
             continue
         if (case_id, a, b, kind, q, c) in done:
