@@ -49,6 +49,23 @@ def test_sixty_digits_match_closed_form():
     assert _agree(precise.c_map(ks.activation("sin"), 0.0, 1.0, 1, 60), exact_c1, 59)
 
 
+@pytest.mark.parametrize("scale", [0.01, 0.3])
+@pytest.mark.parametrize("c", [-0.9, 0.3])
+def test_small_and_large_input_scales_reach_forty_digits(scale, c):
+    # erf(a x) has a closed-form C map at any scale (THEORY.md §1):
+    # K(c) = (2/pi) arcsin(2 a^2 c / (1 + 2 a^2)), C = K(c) / K(1). At a = 0.01 phi barely
+    # varies, so the Gaussian weights alone must set the trapezoid steps (a past bug).
+    act = ks.activation("erf").affine(scale, 0.0)
+    with mpmath.workdps(60):
+        a2 = mpmath.mpf(scale) ** 2
+
+        def exact(t):
+            return mpmath.asin(2 * a2 * t / (1 + 2 * a2)) / mpmath.asin(2 * a2 / (1 + 2 * a2))
+        want = [mpmath.diff(exact, mpmath.mpf(c), order) for order in range(3)]
+    for order in range(3):
+        assert _agree(precise.c_map(act, c, 1.0, order, 40), want[order], 39)
+
+
 def test_dirac_masses_at_the_edges():
     relu = ks.activation("relu")
     # C''(c) = 1 / (pi sqrt(1 - c^2)) diverges at both ends (THEORY.md §1)

@@ -334,9 +334,12 @@ def _k_trapezoid(act, q, c, digits, what):
     q_val = _q_cached(act, q, digits)[0]
     zw = mpmath.sqrt(2 * ln10 * (dps + 4)) + 2
     umax = 2 * phi.growth * scale + zw
+    # The Gaussian factors limit the steps too (aliasing error ~ exp(-2 pi^2 s^2 / h^2)):
+    # for a slowly varying phi (small input scale) tau is large and they alone set h.
+    gauss_h = mpmath.pi / mpmath.sqrt(2 * (digits + 6) * ln10) / 2
     for _ in range(_MAX_REFINE + 1):
-        h = mpmath.pi * tau / ((digits + 6) * ln10)
-        hy = min(h, mpmath.pi * s / mpmath.sqrt(2 * (digits + 6) * ln10) / 2)
+        h = min(mpmath.pi * tau / ((digits + 6) * ln10), gauss_h)
+        hy = min(h, gauss_h * s)
         result = _trapezoid_pass(phi, root, c, s, h, hy, umax, zw + 2 * phi.growth * scale * s)
         fine, coarse = result
         # Trapezoid errors fall like exp(-const / h) for analytic integrands: halving h
