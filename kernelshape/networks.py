@@ -16,7 +16,7 @@ Every network has the subnetwork maximizing function ``subnet_max(x, r)`` (the m
 the whole network and every branch holding a nonlinear layer, each evaluated at ``x`` with
 nonlinear layers replaced by ``r``), the DKS maximal slope function ``max_slope(xi)``, the
 TAT maximal curvature function ``max_curvature(t)``, and global ``q_map`` / ``c_map`` for an
-activation. :func:`mlp` and :func:`resnet` build the usual families; :func:`as_network`
+activation (``c_map`` also for two inputs at different second moments, ``q2=``). :func:`mlp` and :func:`resnet` build the usual families; :func:`as_network`
 wraps any ``dks``-style callable ``subnet_max_func(x, r_fn)``.
 """
 
@@ -26,7 +26,7 @@ import functools
 import math
 import numbers
 
-from .errors import NetworkError, UnsupportedError
+from .errors import DomainError, NetworkError, UnsupportedError
 
 __all__ = [
     "RESNET_CONFIGS",
@@ -60,8 +60,11 @@ WEIGHT_TOL = 1e-12
 class Network:
     """Base class of network descriptions (see the module docs for the vocabulary).
 
-    Subclasses implement ``_value(x, r)`` (push a scalar through, nonlinear layers replaced
-    by ``r``) and ``_maps(phi, q, c)`` (global Q and C maps).
+    Descriptions may nest to any depth: nothing walks them by Python recursion. Values and
+    maps run a flat program of the unfolded description (:func:`_program`) when it is small,
+    else an explicit-stack walk (:func:`_walk`) that evaluates a node shared by several
+    parents, or nested in several subnetworks, once per input; layer counts and display
+    work on explicit stacks too.
     """
 
     label: str | None = None
@@ -78,9 +81,9 @@ class Network:
             >>> mlp(3).subnet_max(0.0, lambda y: y + 1)
             3.0
         """
-        best = self._value(x, r)
-        for sub in self._subnetworks:
-            value = sub._value(x, r)
+        values = _evaluate((self, *self._subnetworks), x, _ValueRules(r))
+        best = values[0]
+        for value in values[1:]:
             best = max(best, value)
         return best
 
@@ -102,14 +105,16 @@ class Network:
         """
         return self.subnet_max(0.0, lambda y: t + y)
 
+    def _value(self, x, r):
+        """The whole network's value at ``x`` with nonlinear layers replaced by ``r``."""
+        return _evaluate((self,), x, _ValueRules(r))[0]
+
     @functools.cached_property
     def _subnetworks(self):
-        found, seen = [], set()
-        self._collect(found, seen)
-        return tuple(found)
+        return _subnetworks_of(self)
 
-    def _collect(self, found, seen):
-        pass
+    def _depth(self):
+        return _depth_of(self)
 
     @property
     def n_nonlinear(self) -> int:
@@ -132,15 +137,31 @@ class Network:
             >>> round(mlp(3).q_map(activation("relu"), 8.0), 12)   # 8 / 2^3
             1.0
         """
-        q_out, _ = self._maps(_as_activation(phi), float(q), None)
+        q_out, _ = _evaluate((self,), (float(q), None), _MapRules(_as_activation(phi)))[0]
         return q_out
 
-    def c_map(self, phi, c, *, q=1.0):
-        """The network's C map at input correlation ``c`` (both inputs at second moment ``q``).
+    def c_map(self, phi, c, *, q=1.0, q2=None):
+        """The network's C map at input correlation ``c``, inputs at second moments ``q, q2``.
 
-        Nonlinear layers apply ``phi.c_map(c, q=q_layer)`` at their own input q; normalized
-        sums give ``c_out = sum_i w_i^2 q_i c_i / sum_i w_i^2 q_i``. Inputs with unequal
-        second moments are not supported (that needs the two-q C map).
+        Nonlinear layers apply the activation's C map at their own input second moments;
+        normalized sums combine the branches' covariances (THEORY.md §1-2):
+
+        .. math:: q^{(j)}_{out} = \\sum_i w_i^2 q^{(j)}_i, \\qquad
+                  c_{out} = \\frac{\\sum_i w_i^2 c_i \\sqrt{q^{(1)}_i q^{(2)}_i}}
+                  {\\sqrt{q^{(1)}_{out} q^{(2)}_{out}}}
+
+        which for ``q2 = q`` is ``sum_i w_i^2 q_i c_i / q_out``. With ``q2`` given and
+        different from ``q``, each nonlinear layer uses the two-q C map
+        ``E[phi(sqrt(q1) u) phi(sqrt(q2) v)] / sqrt(Q(q1) Q(q2))`` (float64).
+
+        Args:
+            phi: a fixed :class:`~kernelshape.activations.Activation`.
+            c: input correlation in [-1, 1].
+            q: second moment of the first input (of both when ``q2`` is None), > 0.
+            q2: second moment of the second input, > 0; None for ``q2 = q``.
+
+        Raises:
+            DomainError: q or q2 not a positive number (a pair for q: use ``q2=``).
 
         Example:
             >>> from kernelshape import activation
@@ -148,15 +169,25 @@ class Network:
             0.318309886184
         """
         if isinstance(q, (tuple, list)):
-            raise UnsupportedError(
-                "Network.c_map needs both inputs at the same second moment q; got a pair "
-                f"{tuple(q)!r}: unequal input q need the two-q C map, which is not provided")
-        _, c_out = self._maps(_as_activation(phi), float(q), c)
-        return c_out
+            raise DomainError(
+                f"q must be one number (the first input's second moment), got {tuple(q)!r}; "
+                "give the second input's second moment as q2=")
+        phi = _as_activation(phi)
+        q = _check_second_moment("q", q)
+        if q2 is None or _check_second_moment("q2", q2) == q:
+            _, c_out = _evaluate((self,), (q, c), _MapRules(phi))[0]
+            return c_out
+        state = (q, float(q2), c)
+        return _evaluate((self,), state, _TwoQMapRules(phi))[0][2]
 
     # -- display ------------------------------------------------------------------------
+    def __repr__(self):
+        return _render(self)
+
     def describe(self) -> str:
         """An indented, human-readable description (repeated layers collapsed).
+
+        At most :data:`DESCRIBE_LINES` lines are printed.
 
         Example:
             >>> print(mlp(2).describe())
@@ -164,24 +195,10 @@ class Network:
               2 x nonlinear
         """
         head = f"{self!r}: {self.n_nonlinear} nonlinear layers on the longest path"
-        return "\n".join([head] + ["  " + line for line in self._lines(top=True)])
-
-    def _lines(self, top=False):
-        return [repr(self)]
+        return "\n".join([head] + ["  " + line for line in _describe_lines(self)])
 
 
 class _Nonlinear(Network):
-    def _value(self, x, r):
-        return r(x)
-
-    def _maps(self, phi, q, c):
-        q_out = phi.q_map(q)
-        c_out = None if c is None else phi.c_map(c, q=q)
-        return q_out, c_out
-
-    def _depth(self):
-        return 1
-
     def __repr__(self):
         return "nonlinear"
 
@@ -193,15 +210,6 @@ class _Nonlinear(Network):
 
 
 class _Linear(Network):
-    def _value(self, x, r):
-        return x
-
-    def _maps(self, phi, q, c):
-        return q, c
-
-    def _depth(self):
-        return 0
-
     def __repr__(self):
         return "linear"
 
@@ -241,44 +249,6 @@ class _Chain(Network):
         self.layers = tuple(layers)
         self.label = label
 
-    def _value(self, x, r):
-        for layer in self.layers:
-            x = layer._value(x, r)
-        return x
-
-    def _maps(self, phi, q, c):
-        for layer in self.layers:
-            q, c = layer._maps(phi, q, c)
-        return q, c
-
-    def _collect(self, found, seen):
-        for layer in self.layers:
-            layer._collect(found, seen)
-
-    def _depth(self):
-        return sum(layer._depth() for layer in self.layers)
-
-    def __repr__(self):
-        if self.label:
-            return self.label
-        return "chain(" + ", ".join(repr(layer) for layer in self.layers) + ")"
-
-    def _lines(self, top=False):
-        if self.label and not top:
-            return [self.label]
-        out, i = [], 0
-        layers = self.layers
-        while i < len(layers):
-            j = i
-            while j + 1 < len(layers) and layers[j + 1] is layers[i]:
-                j += 1
-            sub = layers[i]._lines()
-            prefix = f"{j - i + 1} x " if j > i else ""
-            out.append(prefix + sub[0])
-            out.extend(("  " if prefix else "") + line for line in sub[1:])
-            i = j + 1
-        return out
-
 
 def chain(*layers: Network) -> Network:
     """Layers applied in order (maps compose: ``C_{f o g} = C_f o C_g``).
@@ -301,49 +271,8 @@ class _Sum(Network):
         self.kind = kind
         self.label = label
 
-    def _value(self, x, r):
-        total = self.squares[0] * self.branches[0]._value(x, r)
-        for s, branch in zip(self.squares[1:], self.branches[1:]):
-            total = total + s * branch._value(x, r)
-        return total
-
-    def _maps(self, phi, q, c):
-        qs, cs = [], []
-        for branch in self.branches:
-            q_i, c_i = branch._maps(phi, q, c)
-            qs.append(q_i)
-            cs.append(c_i)
-        q_out = sum(s * q_i for s, q_i in zip(self.squares, qs))
-        if c is None:
-            return q_out, None
-        c_out = sum(s * q_i * c_i for s, q_i, c_i in zip(self.squares, qs, cs)) / q_out
-        return q_out, c_out
-
-    def _collect(self, found, seen):
-        for branch in self.branches:
-            if branch._depth() > 0 and id(branch) not in seen:
-                seen.add(id(branch))
-                found.append(branch)
-            branch._collect(found, seen)
-
-    def _depth(self):
-        return max(branch._depth() for branch in self.branches)
-
-    def __repr__(self):
-        if self.label:
-            return self.label
-        weights = ", ".join(f"{math.sqrt(s):.6g}" for s in self.squares)
-        branches = ", ".join(repr(b) for b in self.branches)
-        return f"{self.kind}([{branches}], weights=[{weights}])"
-
-    def _lines(self, top=False):
-        weights = ", ".join(f"{math.sqrt(s):.6g}" for s in self.squares)
-        out = [f"{self.kind} with weights [{weights}] of:"]
-        for branch in self.branches:
-            sub = branch._lines()
-            out.append("  - " + sub[0])
-            out.extend("    " + s for s in sub[1:])
-        return out
+    def _weights_text(self):
+        return ", ".join(f"{math.sqrt(s):.6g}" for s in self.squares)
 
 
 def normalized_sum(branches, weights, *, normalize: bool = False) -> Network:
@@ -480,6 +409,11 @@ def resnet(depth: int, shortcut_weight: float = 0.0, *, version: str = "v2") -> 
     return _Chain(layers, label=label)
 
 
+_NO_DESCRIPTION = (
+    "global q_map/c_map need a network description (mlp, resnet, chain, ...); a "
+    "subnet_max function only gives the subnetwork maximizing function")
+
+
 class _Function(Network):
     """A network known only through a ``dks``-style ``subnet_max_func(x, r_fn)``."""
 
@@ -493,10 +427,14 @@ class _Function(Network):
     def n_nonlinear(self):
         raise UnsupportedError("a network given as a subnet_max function has no layer count")
 
-    def _maps(self, phi, q, c):
-        raise UnsupportedError(
-            "global q_map/c_map need a network description (mlp, resnet, chain, ...); a "
-            "subnet_max function only gives the subnetwork maximizing function")
+    def _value(self, x, r):
+        raise UnsupportedError(_NO_DESCRIPTION)
+
+    def q_map(self, phi, q):
+        raise UnsupportedError(_NO_DESCRIPTION)
+
+    def c_map(self, phi, c, *, q=1.0, q2=None):
+        raise UnsupportedError(_NO_DESCRIPTION)
 
     def __repr__(self):
         name = getattr(self.fn, "__qualname__", None) or type(self.fn).__name__
@@ -526,9 +464,339 @@ def as_network(network) -> Network:
         f"subnet_max_func(x, r_fn), got {type(network).__name__}")
 
 
+# -- walking a description without recursion ----------------------------------------------
+def _children(node):
+    if isinstance(node, _Chain):
+        return node.layers
+    if isinstance(node, _Sum):
+        return node.branches
+    return ()
+
+
+class _ValueRules:
+    """Scalar (or polynomial, mpmath, ...) values: ``r`` per nonlinear layer, weighted sums."""
+
+    def __init__(self, r):
+        self.layer = r
+
+    def combine(self, node, outs):
+        total = node.squares[0] * outs[0]
+        for s, value in zip(node.squares[1:], outs[1:]):
+            total = total + s * value
+        return total
+
+
+class _MapRules:
+    """``(q, c)`` through the activation's maps (``c`` None: the Q map alone)."""
+
+    def __init__(self, phi):
+        self.phi = phi
+
+    def layer(self, state):
+        q, c = state
+        return self.phi.q_map(q), None if c is None else self.phi.c_map(c, q=q)
+
+    def combine(self, node, outs):
+        q_out = sum(s * q_i for s, (q_i, _) in zip(node.squares, outs))
+        if outs[0][1] is None:
+            return q_out, None
+        c_out = sum(s * q_i * c_i for s, (q_i, c_i) in zip(node.squares, outs)) / q_out
+        return q_out, c_out
+
+
+class _TwoQMapRules:
+    """``(q1, q2, c)`` for two inputs at different second moments (THEORY.md §1-2)."""
+
+    def __init__(self, phi):
+        self.phi = phi
+
+    def layer(self, state):
+        from .maps import c_map as c_map_of
+        q1, q2, c = state
+        return (self.phi.q_map(q1), self.phi.q_map(q2), c_map_of(self.phi, c, q=q1, q2=q2))
+
+    def combine(self, node, outs):
+        q1 = sum(s * a for s, (a, _, _) in zip(node.squares, outs))
+        q2 = sum(s * b for s, (_, b, _) in zip(node.squares, outs))
+        cov = sum(s * math.sqrt(a * b) * c for s, (a, b, c) in zip(node.squares, outs))
+        return q1, q2, cov / math.sqrt(q1 * q2)
+
+
+#: Largest unfolded program (steps) evaluated from a flat list; larger or more shared
+#: descriptions are walked with memoization instead.
+PROGRAM_STEPS = 200_000
+
+_LAYER, _OPEN, _NEXT, _CLOSE = range(4)
+
+
+def _evaluate(roots, x, rules):
+    """Values of every root at ``x``: flat programs when small, else one memoized walk."""
+    if sum(_size_of(root) for root in roots) <= PROGRAM_STEPS:
+        return [_execute(_program(root), x, rules) for root in roots]
+    memo = {}
+    return [_walk(root, x, rules, memo) for root in roots]
+
+
+def _program(root):
+    """The description unfolded into steps ``(op, node)``, kept on the node.
+
+    ``_LAYER`` applies a nonlinear layer; a sum is ``_OPEN``, its branches separated by
+    ``_NEXT`` and ``_CLOSE`` (which combines the branch outputs). Linear layers vanish.
+    """
+    if not _children(root):
+        return ((_LAYER, root),) if type(root) is _Nonlinear else ()
+    cached = root.__dict__.get("_program")
+    if cached is None:
+        steps, stack = [], [root]
+        while stack:
+            item = stack.pop()
+            kind = type(item)
+            if kind is tuple:
+                steps.append(item)
+            elif kind is _Nonlinear:
+                steps.append((_LAYER, item))
+            elif kind is _Chain:
+                stack.extend(reversed(item.layers))
+            elif kind is _Sum:
+                seq = [(_OPEN, item)]
+                for j, branch in enumerate(item.branches):
+                    seq += [(_NEXT, item), branch] if j else [branch]
+                seq.append((_CLOSE, item))
+                stack.extend(reversed(seq))
+        cached = root.__dict__["_program"] = tuple(steps)
+    return cached
+
+
+def _execute(program, x, rules):
+    layer, combine = rules.layer, rules.combine
+    value, inputs, outs = x, [], []
+    for op, node in program:
+        if op == _LAYER:
+            value = layer(value)
+        elif op == _NEXT:
+            outs[-1].append(value)
+            value = inputs[-1]
+        elif op == _OPEN:
+            inputs.append(value)
+            outs.append([])
+        else:
+            branch_outs = outs.pop()
+            branch_outs.append(value)
+            inputs.pop()
+            value = combine(node, branch_outs)
+    return value
+
+
+def _walk(root, x, rules, memo):
+    """Push ``x`` through ``root``: ``rules.layer`` at nonlinear layers, ``rules.combine``
+    at sums, linear layers pass the value on.
+
+    An explicit stack of frames ``[node, next child, input, branch outputs, children]``
+    replaces recursion, so nesting depth is limited by memory only. ``memo`` maps
+    ``id(node)`` of a chain or sum to ``(input, output)`` of its last evaluation: a node met
+    again with the very same input object (a block shared by two branches, a subnetwork
+    nested in another evaluated at the same ``x``) is not walked twice. The operations and
+    their order are those of a plain recursive evaluation, so the bits are too.
+    """
+    layer, combine = rules.layer, rules.combine
+    frames = []
+    node, value = root, x
+    while True:
+        kind = type(node)
+        if kind is _Nonlinear:
+            value = layer(value)
+        elif kind is _Chain or kind is _Sum:
+            children = node.layers if kind is _Chain else node.branches
+            hit = memo.get(id(node))
+            if hit is not None and hit[0] is value:
+                value = hit[1]
+            elif children:
+                frames.append([node, 0, value, [] if kind is _Sum else None, children])
+                node = children[0]
+                continue
+        while frames:   # climb until some frame has a next child to descend into
+            frame = frames[-1]
+            children, i = frame[4], frame[1] + 1
+            if frame[3] is not None:
+                frame[3].append(value)
+                if i < len(children):
+                    frame[1] = i
+                    node, value = children[i], frame[2]
+                    break
+                value = combine(frame[0], frame[3])
+            else:
+                n = len(children)
+                while i < n:   # runs of plain layers without a round trip through the stack
+                    child = children[i]
+                    kind = type(child)
+                    if kind is _Nonlinear:
+                        value = layer(value)
+                    elif kind is not _Linear:
+                        break
+                    i += 1
+                if i < n:
+                    frame[1] = i
+                    node = children[i]
+                    break
+            frames.pop()
+            memo[id(frame[0])] = (frame[2], value)
+        else:
+            return value
+
+
+def _depth_of(node):
+    """Nonlinear layers on the longest path through ``node``."""
+    return _bottom_up(node, "_n_nonlinear", lambda leaf: int(type(leaf) is _Nonlinear),
+                      sum, max)
+
+
+def _size_of(node):
+    """Steps of the node's unfolded program (a shared block counts once per use)."""
+    return _bottom_up(node, "_n_steps", lambda leaf: 1, sum,
+                      lambda sizes: sum(sizes) + len(sizes) + 1)
+
+
+def _bottom_up(root, key, leaf, along_chain, over_sum):
+    """A per-node quantity computed children first, kept on composite nodes under ``key``.
+
+    Post-order on an explicit stack; a node whose value is known is not entered again, so
+    the cost is linear in the number of distinct nodes however they are shared or nested.
+    """
+    def known(node):
+        return node.__dict__[key] if _children(node) else leaf(node)
+
+    stack = [root]
+    while stack:
+        node = stack[-1]
+        children = _children(node)
+        if not children or key in node.__dict__:
+            stack.pop()
+            continue
+        pending = {id(k): k for k in children if _children(k) and key not in k.__dict__}
+        if pending:
+            stack.extend(pending.values())
+            continue
+        values = [known(k) for k in children]
+        node.__dict__[key] = over_sum(values) if type(node) is _Sum else along_chain(values)
+        stack.pop()
+    return known(root)
+
+
+def _subnetworks_of(root):
+    """Branches of sums that hold a nonlinear layer, in depth-first order, each once."""
+    found, seen, visited = [], set(), {id(root)}
+    stack = [(root, iter(_children(root)))]
+    while stack:
+        parent, it = stack[-1]
+        child = next(it, None)
+        if child is None:
+            stack.pop()
+            continue
+        if isinstance(parent, _Sum) and _depth_of(child) > 0 and id(child) not in seen:
+            seen.add(id(child))
+            found.append(child)
+        if id(child) not in visited and _children(child):
+            visited.add(id(child))
+            stack.append((child, iter(_children(child))))
+    return tuple(found)
+
+
+#: Characters of a network's repr before it is cut short (with a count of what is left).
+REPR_CHARS = 400
+#: Lines of :meth:`Network.describe` before it is cut short.
+DESCRIBE_LINES = 200
+
+
+def _flat_layers(node):
+    """Layers of a chain with unlabeled nested chains inlined (lazily, no recursion)."""
+    stack = [iter(node.layers)]
+    while stack:
+        layer = next(stack[-1], None)
+        if layer is None:
+            stack.pop()
+        elif isinstance(layer, _Chain) and not layer.label:
+            stack.append(iter(layer.layers))
+        else:
+            yield layer
+
+
+def _render(root):
+    """``chain(...)`` / ``sum([...], weights=[...])`` text, cut after :data:`REPR_CHARS`."""
+    parts, size = [], 0
+    stack = [root]   # nodes and literal strings, popped in order
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            text = item
+        elif item.label or not _children(item):
+            text = item.label or (type(item).__repr__(item) if isinstance(
+                item, (_Nonlinear, _Linear)) else "chain()")
+        elif isinstance(item, _Chain):
+            text = "chain("
+            tail = []
+            for i, layer in enumerate(_flat_layers(item)):
+                tail += [", "] if i else []
+                tail.append(layer)
+                if len(tail) > REPR_CHARS:   # each item prints at least one character
+                    break
+            stack.extend(reversed(tail + [")"]))
+        else:
+            text = f"{item.kind}(["
+            tail = []
+            for i, branch in enumerate(item.branches):
+                tail += [", "] if i else []
+                tail.append(branch)
+            tail.append(f"], weights=[{item._weights_text()}])")
+            stack.extend(reversed(tail))
+        parts.append(text)
+        size += len(text)
+        if size > REPR_CHARS and stack:
+            text = "".join(parts)[:REPR_CHARS]
+            return f"{text}... [cut: {root.n_nonlinear} nonlinear layers on the longest path]"
+    return "".join(parts)
+
+
+def _describe_lines(root):
+    """Lines of :meth:`Network.describe`, at most :data:`DESCRIBE_LINES` of them.
+
+    Each stack item ``(node, first, rest, top)`` prints the node's lines, its first line
+    after ``first`` and the others after ``rest``; a chain collapses consecutive repeats of
+    one layer object into ``n x layer`` and inlines unlabeled chains; a labeled chain
+    inside the network is one line.
+    """
+    out = []
+    stack = [(root, "", "", True)]
+    while stack:
+        if len(out) >= DESCRIBE_LINES:
+            out.append(f"... [cut after {DESCRIBE_LINES} lines]")
+            break
+        node, first, rest, top = stack.pop()
+        if isinstance(node, _Sum):
+            out.append(f"{first}{node.kind} with weights [{node._weights_text()}] of:")
+            stack.extend((b, rest + "  - ", rest + "    ", False)
+                         for b in reversed(node.branches))
+        elif isinstance(node, _Chain) and node.layers and (top or not node.label):
+            runs = []
+            for layer in node.layers:
+                if runs and runs[-1][0] is layer:
+                    runs[-1][1] += 1
+                else:
+                    runs.append([layer, 1])
+                if len(runs) > DESCRIBE_LINES:
+                    break
+            for i in reversed(range(len(runs))):
+                layer, count = runs[i]
+                prefix = f"{count} x " if count > 1 else ""
+                stack.append((layer, (first if i == 0 else rest) + prefix,
+                              rest + ("  " if prefix else ""), False))
+        else:
+            out.append(f"{first}{node!r}")
+    return out
+
+
 # -- checks -----------------------------------------------------------------------------
 def _check_network(obj, what):
-    if not isinstance(obj, Network) or isinstance(obj, _Function):
+    if type(obj) not in (_Nonlinear, _Linear, _Chain, _Sum):
         raise NetworkError(f"{what} must be a network node (nonlinear(), linear(), chain(...), "
                            f"...), got {obj!r}")
 
@@ -544,6 +812,13 @@ def _check_depth(depth):
 
 #: Largest chain depth accepted by :func:`mlp` (networks are held layer by layer).
 MAX_DEPTH = 1_000_000
+
+
+def _check_second_moment(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or not math.isfinite(value) or value <= 0:
+        raise DomainError(f"{name} must be a finite number > 0 (a second moment), got {value!r}")
+    return float(value)
 
 
 def _check_shortcut_weight(w):

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import ast
 import math
+import re
 from collections.abc import Iterable
 
 import sympy as sp
 
 from .errors import ExpressionError, UnknownNameError, UnsafeExpressionError
 
-__all__ = ["X", "parse_expression", "as_sympy", "FUNCTIONS", "CONSTANTS"]
+__all__ = ["CONSTANTS", "FUNCTIONS", "X", "as_sympy", "parse_expression", "parse_srepr"]
 
 #: The activation's variable. Real, so that sympy simplifies ``Abs``/``sign`` correctly.
 X = sp.Symbol("x", real=True)
@@ -88,7 +89,7 @@ def as_sympy(value, what: str = "value") -> sp.Basic:
     """
     if isinstance(value, sp.Basic):
         return value
-    if isinstance(value, bool) or isinstance(value, (str, bytes)):
+    if isinstance(value, (bool, str, bytes)):
         raise ExpressionError(
             f"{what} must be a number or a sympy expression, got {type(value).__name__} "
             f"{str(value)[:60]!r} (text is only read by the safe parser)")
@@ -221,10 +222,38 @@ class _Walker:
         if op is None:
             raise UnsafeExpressionError(
                 f"operator {type(node.op).__name__} is not allowed; use + - * / **")
+        if isinstance(node.op, (ast.Mult, ast.Div)):
+            return self._product(node, depth)
         left, right = self.visit(node.left, depth), self.visit(node.right, depth)
         if isinstance(node.op, ast.Pow):
             _check_power(left, right)
         return op(left, right)
+
+    def _product(self, node, depth):
+        """A chain of ``*`` and ``/`` as ONE sympy product of its factors (powers -1 for divisors).
+
+        Multiplying pair by pair would let sympy distribute a number over a sum as soon as
+        the two meet (``2*(x**2 + 1)`` becomes ``2*x**2 + 2``), yet that is exactly how
+        sympy prints ``Rational(1, 2) * (x**2 + 1)**-1``: ``1/(2*(x**2 + 1))``. Building the
+        whole product at once gives sympy's own tree back, so printed text re-parses to the
+        expression it came from; a product that ends as ``number * sum`` is still
+        distributed, as sympy does.
+        """
+        factors = []
+        stack = [(node, 1, depth)]
+        while stack:
+            item, sign, level = stack.pop()
+            if isinstance(item, ast.BinOp) and isinstance(item.op, (ast.Mult, ast.Div)):
+                if level > 4 * MAX_DEPTH:
+                    raise ExpressionError(
+                        f"expression nested deeper than {4 * MAX_DEPTH} operations")
+                flip = -sign if isinstance(item.op, ast.Div) else sign
+                stack.append((item.right, flip, level + 1))  # popped after the left side
+                stack.append((item.left, sign, level + 1))
+            else:
+                factor = self.visit(item, level)
+                factors.append(factor if sign > 0 else sp.Pow(factor, -1))
+        return sp.Mul(*factors)
 
     def _UnaryOp(self, node, depth):
         operand = self.visit(node.operand, depth)
@@ -286,3 +315,134 @@ class _Walker:
         if not pairs:
             raise ExpressionError("Piecewise needs at least one (expression, condition) pair")
         return sp.Piecewise(*pairs)
+
+
+# -- sympy's srepr, read back exactly ------------------------------------------------------
+#: Longest srepr text read by :func:`parse_srepr`.
+MAX_SREPR_LENGTH = 100_000
+
+#: Constructors :func:`parse_srepr` accepts: the tree of every expression the parser builds.
+SREPR_CLASSES = {cls.__name__: cls for cls in (
+    sp.Add, sp.Mul, sp.Pow, sp.Piecewise, sp.Max, sp.Min, sp.Abs, sp.sign, sp.Heaviside,
+    sp.exp, sp.log, sp.sin, sp.cos, sp.tan, sp.sinh, sp.cosh, sp.tanh, sp.atan, sp.asinh,
+    sp.erf, sp.erfc, sp.And, sp.Or, sp.Not, sp.StrictLessThan, sp.LessThan,
+    sp.StrictGreaterThan, sp.GreaterThan, sp.functions.elementary.piecewise.ExprCondPair)}
+_SREPR_NAMES = {"pi": sp.pi, "E": sp.E, "true": sp.true, "false": sp.false}
+_ASSUMPTIONS = {"real", "positive", "negative", "nonnegative", "nonpositive", "nonzero",
+                "finite", "integer", "commutative", "extended_real"}
+_DECIMAL = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def parse_srepr(text: str, parameters: Iterable[str] = ()) -> sp.Expr:
+    """Read sympy's ``srepr`` text of an activation back into the same expression.
+
+    :func:`parse_expression` reads the printed (``sstr``) form, which is lossy for floats
+    (``Float`` with 136 bits prints 32 digits and reads back as a rational). ``srepr``
+    spells every node, and this reader rebuilds it node by node, like sympy's own
+    ``eval(srepr(e))`` but without ``eval``: the syntax tree is walked against
+    :data:`SREPR_CLASSES`, the constants ``pi, E, true, false``, ``Symbol`` (``x`` and the
+    declared parameters), ``Integer``, ``Rational`` and ``Float`` (decimal text and
+    precision). Anything else raises, so a caller can fall back to the printed form.
+
+    Args:
+        text: ``sympy.srepr(expr)`` of an expression in ``x`` and the parameters.
+        parameters: names allowed besides ``x``.
+
+    Raises:
+        UnsafeExpressionError: syntax or a constructor outside the whitelist.
+        UnknownNameError: a symbol that is neither ``x`` nor a declared parameter.
+        ExpressionError: not srepr text, too long or too deep.
+
+    Example:
+        >>> e = parse_expression("x/(2*(x**2 + 1))")
+        >>> parse_srepr(sp.srepr(e)) == e
+        True
+    """
+    if not isinstance(text, str):
+        raise ExpressionError(f"expected srepr text (str), got {type(text).__name__}")
+    if len(text) > MAX_SREPR_LENGTH:
+        raise ExpressionError(f"srepr text too long: {len(text)} characters, at most "
+                              f"{MAX_SREPR_LENGTH} allowed")
+    if not text.isascii():
+        raise UnsafeExpressionError("srepr text must be ASCII")
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as err:
+        raise ExpressionError(f"cannot read srepr text {_clip(text)!r}: {err}") from err
+    names = {X.name, *parameters}
+    return _SreprReader(names).visit(tree.body, 0)
+
+
+def _clip(text):
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class _SreprReader:
+    def __init__(self, names):
+        self.names = names
+
+    def visit(self, node, depth):
+        if depth > 8 * MAX_DEPTH:
+            raise ExpressionError(f"srepr nested deeper than {8 * MAX_DEPTH} levels")
+        if isinstance(node, ast.Name):
+            if node.id in _SREPR_NAMES:
+                return _SREPR_NAMES[node.id]
+            raise UnsafeExpressionError(f"name {node.id!r} is not allowed in srepr text")
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+            raise UnsafeExpressionError(
+                f"{type(node).__name__} is not allowed in srepr text; only calls of "
+                f"{', '.join(sorted(SREPR_CLASSES))} and number/symbol constructors")
+        name = node.func.id
+        if name in ("Symbol", "Integer", "Rational", "Float"):
+            return self._leaf(name, node)
+        if name not in SREPR_CLASSES:
+            raise UnsafeExpressionError(f"constructor {name!r} is not allowed in srepr text")
+        if node.keywords:
+            raise UnsafeExpressionError(f"keyword arguments are not allowed (in {name}(...))")
+        args = [self.visit(arg, depth + 1) for arg in node.args]
+        if name == "Pow" and len(args) == 2:
+            _check_power(*args)
+        try:
+            return SREPR_CLASSES[name](*args)
+        except (TypeError, ValueError) as err:
+            raise ExpressionError(f"cannot build {name} from srepr text: {err}") from err
+
+    def _leaf(self, name, node):
+        args = [_literal(arg) for arg in node.args]
+        keywords = {kw.arg: _literal(kw.value) for kw in node.keywords}
+        if name == "Symbol":
+            if len(args) != 1 or not isinstance(args[0], str):
+                raise ExpressionError("Symbol takes one name")
+            if args[0] not in self.names:
+                raise UnknownNameError(
+                    f"unknown symbol {args[0]!r} in srepr text; expected x or one of the "
+                    f"parameters {sorted(self.names - {X.name}) or 'none'}")
+            if any(k not in _ASSUMPTIONS or not isinstance(v, bool) for k, v in keywords.items()):
+                raise UnsafeExpressionError(f"Symbol assumptions {keywords} are not allowed")
+            return sp.Symbol(args[0], **keywords)
+        if name == "Float":
+            precision = keywords.pop("precision", 53)
+            if (keywords or len(args) != 1 or not isinstance(args[0], str)
+                    or not _DECIMAL.fullmatch(args[0]) or isinstance(precision, bool)
+                    or not isinstance(precision, int) or not 1 <= precision <= 10_000):
+                raise ExpressionError("Float takes decimal text and an integer precision")
+            return sp.Float(args[0], precision=precision)
+        if keywords or not args or len(args) > (1 if name == "Integer" else 2) or any(
+                isinstance(a, bool) or not isinstance(a, int) for a in args):
+            raise ExpressionError(f"{name} takes integer arguments")
+        if name == "Rational" and len(args) == 2 and args[1] == 0:
+            raise ExpressionError("Rational with a zero denominator")
+        return sp.Integer(args[0]) if name == "Integer" else sp.Rational(*args)
+
+
+def _literal(node):
+    """An int, str or bool constant, with an optional leading minus on ints."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        value = _literal(node.operand)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UnsafeExpressionError("only integers may be negated in srepr text")
+        return -value
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, str, bool)):
+        return node.value
+    raise UnsafeExpressionError(f"{type(node).__name__} is not allowed as a constructor "
+                                "argument in srepr text")

@@ -382,8 +382,6 @@ def test_tat_leaky_relu_depth_10000():
     assert got == pytest.approx(0.9, abs=1e-11)
 
 
-@pytest.mark.xfail(strict=True, reason="networks.py walks nested descriptions recursively "
-                   "(chain/_depth/_value/repr): 10,000 nested chains raise RecursionError")
 def test_deeply_nested_network_description():
     net = nonlinear()
     got = None

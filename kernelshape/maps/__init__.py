@@ -19,7 +19,7 @@ import numbers
 
 import numpy as np
 
-from ..errors import DomainError, PrecisionError
+from ..errors import DomainError, PrecisionError, UnsupportedError
 
 __all__ = ["C_SLACK", "c_map", "c_map_expr", "q_map", "q_map_expr"]
 
@@ -74,7 +74,7 @@ def q_map(act, q, *, order: int = 0, digits: int | None = None):
     return float(out) if scalar else out
 
 
-def c_map(act, c, *, q=1.0, order: int = 0, digits: int | None = None):
+def c_map(act, c, *, q=1.0, q2=None, order: int = 0, digits: int | None = None):
     """The C map ``C(c; q) = E[phi(sqrt(q) u) phi(sqrt(q) v)] / Q(q)`` or its c-derivatives.
 
     .. math:: C^{(k)}(c) = \\frac{q^k E[\\phi^{(k)}(\\sqrt q\\, u)\\,
@@ -89,7 +89,13 @@ def c_map(act, c, *, q=1.0, order: int = 0, digits: int | None = None):
         act: a fixed :class:`~kernelshape.activations.Activation`.
         c: correlation(s) in ``[-1, 1]``: a number or an array; values within
             :data:`C_SLACK` outside the interval (rounding) are clipped to it.
-        q: the common input second moment of both inputs, a number ``> 0``.
+        q: the common input second moment of both inputs, a number ``> 0`` (with ``q2``:
+            the first input's).
+        q2: the second input's second moment, ``> 0``; None (default) for ``q2 = q``. For
+            ``q2 != q`` the value is the two-q C map
+            ``E[phi(sqrt(q) u) phi(sqrt(q2) v)] / sqrt(Q(q) Q(q2))`` (THEORY.md §1;
+            :mod:`kernelshape.maps.two_q`), float64 and order 0 only; ``C(1) < 1`` there
+            unless phi is positively homogeneous.
         order: 0 for C, 1 for C', 2 for C''.
         digits: None for float64; an integer N >= 1 for mpmath values correct to N
             significant digits.
@@ -104,13 +110,16 @@ def c_map(act, c, *, q=1.0, order: int = 0, digits: int | None = None):
         PrecisionError: digits not None or an integer >= 1.
         FreeParameterError: a parameter of the activation is free.
         InfiniteMomentError: ``E[phi(sqrt(q) z)^2]`` is infinite.
-        UnsupportedError: ``C''`` of an activation that jumps (Heaviside, sign), c < 1.
+        UnsupportedError: ``C''`` of an activation that jumps (Heaviside, sign), c < 1;
+            ``order`` or ``digits`` with ``q2 != q``.
         ConvergenceError: a quadrature's error check failed.
 
     Example:
         >>> import math
         >>> from kernelshape import activation
         >>> c_map(activation("relu"), 0.0) * math.pi   # (sqrt(1 - c^2) + (pi - arccos c) c) / pi
+        1.0
+        >>> round(c_map(activation("relu"), 0.0, q=1.0, q2=9.0) * math.pi, 12)   # homogeneous
         1.0
     """
     order = _check_order(order)
@@ -123,8 +132,20 @@ def c_map(act, c, *, q=1.0, order: int = 0, digits: int | None = None):
                           f"{q_values.shape}")
     _check_q_values(q_values)
     q = q_values.reshape(()).item()
+    if q2 is not None:
+        q2 = _check_second_q(q2, digits)
+        if float(q2) == float(q):
+            q2 = None
     act._require_fixed("the C map")
-    _check_moment(act, float(q))
+    _check_moment(act, float(q) if q2 is None else max(float(q), float(q2)))
+    if q2 is not None:
+        if order != 0 or digits is not None:
+            raise UnsupportedError(
+                f"the two-q C map (q = {q!r}, q2 = {q2!r}) is provided in float64 for "
+                f"order 0 only, got order={order!r}, digits={digits!r}")
+        from . import two_q
+        out = two_q.c_map(act, values, float(q), float(q2))
+        return float(out) if scalar else out
     if digits is not None:
         from . import precise
         return _each(values, scalar, lambda v: precise.c_map(act, v, q, order, digits))
@@ -189,8 +210,9 @@ def _check_digits(digits):
 
 def _check_array(name, value, digits):
     """(array, is_scalar): float64 for the fast path, object (exact inputs) with digits."""
-    scalar = np.ndim(value) == 0
+    _refuse_non_numbers(name, value)
     try:
+        scalar = np.ndim(value) == 0
         if digits is None:
             arr = np.asarray(value, dtype=np.float64)
         else:
@@ -212,6 +234,36 @@ def _check_array(name, value, digits):
         raise DomainError(f"{name} must be finite, got {bad!r}"
                           + ("" if scalar else f" at index {np.argwhere(~finite)[0].tolist()}"))
     return arr, scalar
+
+
+def _check_second_q(q2, digits):
+    values, scalar = _check_array("q2", q2, digits)
+    if not scalar:
+        raise DomainError(f"q2 must be a single number for the C map, got an array of shape "
+                          f"{values.shape}")
+    as_float = float(values.astype(np.float64).reshape(()))
+    if as_float <= 0:
+        raise DomainError(f"q2 must be > 0 (a second moment), got {as_float!r}")
+    return values.reshape(()).item()
+
+
+def _refuse_non_numbers(name, value):
+    """None and text, which numpy would turn into NaN or parse ("0.5"): name them instead."""
+    if value is None or isinstance(value, (str, bytes)):
+        raise DomainError(f"{name} must be a real number or an array of real numbers, got "
+                          f"{value!r}")
+    if isinstance(value, (list, tuple)) or (isinstance(value, np.ndarray)
+                                            and value.dtype.kind in "OSU"):
+        try:
+            items = np.asarray(value, dtype=object)
+        except ValueError:   # ragged: the float64 conversion reports it
+            return
+        for idx, v in np.ndenumerate(items):
+            if v is None or isinstance(v, (str, bytes)):
+                whole = repr(value)
+                whole = whole if len(whole) <= 80 else whole[:77] + "..."
+                raise DomainError(f"{name} must be real numbers, got {v!r} at index "
+                                  f"{list(idx)} of {whole}")
 
 
 def _check_q_values(q):

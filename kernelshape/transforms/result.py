@@ -4,8 +4,10 @@
 (``input_scale``, ``input_shift``, ``output_shift``, ``output_scale`` and, for the leaky ReLU
 family, ``negative_slope``), so ``phi_hat(x) = output_scale * (phi(input_scale * x +
 input_shift) + output_shift)``. It round-trips through JSON with :meth:`Transform.to_dict`
-and :meth:`Transform.from_dict`; the base activation is stored as text and re-read with the
-safe parser, never evaluated as Python.
+and :meth:`Transform.from_dict`; the base activation is stored as text (``expr``, sympy's
+printed form, for reading) and as ``srepr`` (every node spelled out, so floats and the tree
+come back exactly), both re-read with the safe parsers of :mod:`kernelshape.parsing`, never
+evaluated as Python.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from collections.abc import Mapping
 import sympy as sp
 
 from ..activations import Activation
-from ..errors import TransformError
-from ..parsing import parse_expression
+from ..errors import ExpressionError, TransformError
+from ..parsing import parse_expression, parse_srepr
 
 __all__ = ["PARAM_KEYS", "Residual", "Transform"]
 
@@ -146,7 +148,8 @@ class Transform:
         enc = _encode if self.digits else float
         return {
             "method": self.method,
-            "base": {"expr": sp.sstr(self.base.template), "name": self.base.name,
+            "base": {"expr": sp.sstr(self.base.template), "srepr": sp.srepr(self.base.template),
+                     "name": self.base.name,
                      "parameters": list(self.base.parameters),
                      "values": {k: float(v) for k, v in self.base.values.items()}},
             "params": {k: enc(v) for k, v in self.params.items()},
@@ -164,7 +167,7 @@ class Transform:
             base = data["base"]
             digits = data.get("digits")
             dec = _decoder(digits)
-            expr = parse_expression(base["expr"], base.get("parameters", ()))
+            expr = _read_expression(base)
             act = Activation(expr, name=base.get("name"), values=base.get("values", {}))
             return cls(
                 method=str(data["method"]), base=act,
@@ -176,6 +179,17 @@ class Transform:
                 digits=digits)
         except (KeyError, TypeError, AttributeError) as err:
             raise TransformError(f"not a kernelshape Transform dict: {err!r}") from err
+
+
+def _read_expression(base):
+    """The base expression: its exact ``srepr`` when stored and readable, else the text."""
+    parameters = base.get("parameters", ())
+    if base.get("srepr") is not None:
+        try:
+            return parse_srepr(base["srepr"], parameters)
+        except ExpressionError:
+            pass   # e.g. a function outside the srepr whitelist: the printed form still reads
+    return parse_expression(base["expr"], parameters)
 
 
 def _encode(v):

@@ -1,0 +1,226 @@
+"""The two-q C map ``E[phi(sqrt(q1) u) phi(sqrt(q2) v)] / sqrt(Q(q1) Q(q2))`` (THEORY.md §1).
+
+References, independent of kernelshape's quadrature:
+
+* closed forms from ``E[exp(i (a U + b V))] = exp(-(a^2 + b^2 + 2 a b c) / 2)`` (sin, cos),
+  the arcsine kernel ``E[erf(a U) erf(b V)] = (2/pi) arcsin(2 a b c / sqrt((1 + 2 a^2)(1 +
+  2 b^2)))`` (Williams 1997), and for positively homogeneous activations (ReLU, leaky ReLU
+  degree 1, Heaviside degree 0) the ``sqrt(q)`` factors cancel: their arc-cosine closed forms
+  (THEORY.md §1; Cho & Saul 2009) hold for any q1, q2;
+* mpmath at 20 digits (25 for the affine case): for piecewise activations (ReLU, a shifted ReLU, ELU) the inner
+  Gaussian expectation in closed form and the outer one by ``mpmath.quad`` split at the kink;
+  for tanh a tensor composite Gauss-Legendre rule in mpmath.
+"""
+
+import math
+
+import mpmath
+import numpy as np
+import pytest
+
+import kernelshape as ks
+from kernelshape.errors import DomainError, KernelShapeError, UnsupportedError
+from kernelshape.maps import c_map, q_map, two_q
+
+CS = [-1.0, -0.95, -0.3, 0.0, 0.4, 0.9, 0.999, 1.0]
+QS = [(0.25, 4.0), (1.0, 3.0), (2.0, 0.01)]
+
+
+def _erf(c, q1, q2):
+    k = lambda a, b, cc: 2 / math.pi * math.asin(2 * a * b * cc / math.sqrt(
+        (1 + 2 * a * a) * (1 + 2 * b * b)))
+    a, b = math.sqrt(q1), math.sqrt(q2)
+    return k(a, b, c) / math.sqrt(k(a, a, 1.0) * k(b, b, 1.0))
+
+
+def _sin(c, q1, q2):
+    return math.sinh(math.sqrt(q1 * q2) * c) / math.sqrt(math.sinh(q1) * math.sinh(q2))
+
+
+def _cos(c, q1, q2):
+    return math.cosh(math.sqrt(q1 * q2) * c) / math.sqrt(math.cosh(q1) * math.cosh(q2))
+
+
+def _relu(c, q1, q2):
+    return (math.sqrt(1 - c * c) + (math.pi - math.acos(c)) * c) / math.pi
+
+
+def _leaky(slope):
+    k = (1 - slope) ** 2 / (math.pi * (1 + slope * slope))
+    return lambda c, q1, q2: c + k * (math.sqrt(1 - c * c) - c * math.acos(c))
+
+
+def _heaviside(c, q1, q2):
+    return 0.5 + math.asin(c) / math.pi
+
+
+CLOSED = {
+    "erf": (ks.activation("erf(x)"), _erf),
+    "sin": (ks.activation("sin"), _sin),
+    "cos": (ks.activation("cos"), _cos),
+    "relu": (ks.activation("relu"), _relu),
+    "leaky_relu": (ks.activation("leaky_relu", negative_slope=0.2), _leaky(0.2)),
+    "heaviside": (ks.activation("heaviside(x)"), _heaviside),
+}
+
+
+@pytest.mark.parametrize("q1, q2", QS)
+@pytest.mark.parametrize("name", list(CLOSED))
+def test_closed_forms(name, q1, q2):
+    # float64 claim: about 1e-14; asserted at 1e-13 absolute (|C| <= 1)
+    act, exact = CLOSED[name]
+    got = c_map(act, np.array(CS), q=q1, q2=q2)
+    want = [exact(c, q1, q2) for c in CS]
+    assert got == pytest.approx(want, rel=0, abs=1e-13)
+
+
+def _mp_q(f, q, splits=(0,)):
+    """``E[f(sqrt(q) z)^2]`` by mpmath.quad (tanh-sinh), split at the kinks."""
+    r = mpmath.sqrt(q)
+    return mpmath.quad(lambda z: mpmath.npdf(z) * f(r * z) ** 2,
+                       [-mpmath.inf, *sorted(t / r for t in splits), mpmath.inf])
+
+
+def _mp_semi_analytic(f, inner, q1, q2, c, kink):
+    """``E[f(a U) f(b V)] = E_U[f(a U) m(b c U, b s)]``, ``m(mu, sig) = E[f(mu + sig W)]`` in
+    closed form; the outer integral by mpmath.quad split at the kink ``a U = kink``."""
+    a, b = mpmath.sqrt(q1), mpmath.sqrt(q2)
+    c = mpmath.mpf(c)
+    s = mpmath.sqrt(1 - c * c)
+    return mpmath.quad(lambda u: mpmath.npdf(u) * f(a * u) * inner(b * c * u, b * s),
+                       [-mpmath.inf, kink / a, mpmath.inf])
+
+
+def _relu_shift(d):
+    f = lambda x: max(x + d, 0)
+    # E[relu(mu + d + sig W)] = m Phi(m / sig) + sig phi(m / sig), m = mu + d
+    inner = lambda mu, sig: ((mu + d) * mpmath.ncdf((mu + d) / sig)
+                             + sig * mpmath.npdf((mu + d) / sig))
+    return f, inner, -d
+
+
+def _elu():
+    f = lambda x: x if x > 0 else mpmath.expm1(x)
+    # E[f(mu + sig W)] = mu Phi(mu/sig) + sig phi(mu/sig) + e^(mu + sig^2/2) Phi(-mu/sig - sig)
+    #                    - Phi(-mu/sig)
+    inner = lambda mu, sig: (mu * mpmath.ncdf(mu / sig) + sig * mpmath.npdf(mu / sig)
+                             + mpmath.exp(mu + sig * sig / 2) * mpmath.ncdf(-mu / sig - sig)
+                             - mpmath.ncdf(-mu / sig))
+    return f, inner, 0
+
+
+SEMI_ANALYTIC = {
+    # kinked activations on the 2-D route: (activation, reference pieces, (q1, q2, c) cases)
+    "relu": (ks.activation("relu"), _relu_shift(0), [(1.0, 4.0, 0.6), (0.3, 1.5, -0.99)]),
+    "shifted_relu": (ks.activation("relu").affine(1.0, 0.5), _relu_shift(mpmath.mpf(0.5)),
+                     [(1.0, 4.0, 0.6), (0.3, 1.5, -0.99), (2.0, 0.5, 0.9999)]),
+    "elu": (ks.activation("elu", alpha=1.0), _elu(), [(0.5, 2.0, 0.3), (3.0, 0.2, -0.8)]),
+}
+
+
+@pytest.mark.parametrize("name", list(SEMI_ANALYTIC))
+def test_against_mpmath_semi_analytic(name):
+    act, (f, inner, kink), cases = SEMI_ANALYTIC[name]
+    for q1, q2, c in cases:
+        with mpmath.workdps(20):
+            want = _mp_semi_analytic(f, inner, q1, q2, c, kink) / mpmath.sqrt(
+                _mp_q(f, q1, (kink,)) * _mp_q(f, q2, (kink,)))
+        assert c_map(act, c, q=q1, q2=q2) == pytest.approx(float(want), rel=1e-13, abs=1e-15)
+
+
+def _mp_gauss_legendre_2d(f, q1, q2, c, reach=9, width=2):
+    """``E[f(sqrt(q1) U) f(sqrt(q2) V)]`` by a tensor composite Gauss-Legendre rule in mpmath
+    (24 nodes on panels ``width`` wide over [-reach, reach]^2, Gaussian truncation below
+    1e-17): for tanh at these q the nearest poles are >= 1.4 away in U and W, so each panel
+    rule is accurate far beyond 1e-16."""
+    nodes = mpmath.calculus.quadrature.GaussLegendre(mpmath.mp).calc_nodes(4, mpmath.mp.prec)
+    h = mpmath.mpf(width) / 2
+    rule = [(mid + h * x, h * w * mpmath.npdf(mid + h * x)) for mid in
+            (mpmath.mpf(-reach) + (2 * k + 1) * h for k in range(int(2 * reach / width)))
+            for x, w in nodes]
+    a, b = mpmath.sqrt(q1), mpmath.sqrt(q2)
+    c = mpmath.mpf(c)
+    s = mpmath.sqrt(1 - c * c)
+    return mpmath.fsum(wu * f(a * u) * mpmath.fsum(ww * f(b * (c * u + s * w)) for w, ww in rule)
+                       for u, wu in rule)
+
+
+def test_tanh_against_mpmath_2d():
+    with mpmath.workdps(20):
+        want = _mp_gauss_legendre_2d(mpmath.tanh, 1.0, 2.5, 0.7) / mpmath.sqrt(
+            _mp_q(mpmath.tanh, 1.0) * _mp_q(mpmath.tanh, 2.5))
+    assert c_map(ks.activation("tanh"), 0.7, q=1.0, q2=2.5) == pytest.approx(float(want),
+                                                                              rel=1e-13)
+
+
+@pytest.mark.parametrize("name", ["tanh", "gelu", "elu", "relu", "heaviside(x)", "sin"])
+def test_both_routes_reduce_to_the_c_map_at_equal_q(name):
+    # the general-q quadrature (Hermite series or 2-D rule) at q1 = q2 against the
+    # library's one-q C map, an independent implementation (maps/fast.py)
+    act = ks.activation(name)
+    for q in (0.1, 1.7, 300.0):
+        got = two_q.c_map(act, np.array(CS), q, q)
+        assert got == pytest.approx(c_map(act, np.array(CS), q=q), rel=0, abs=2e-15)
+
+
+def test_equal_or_absent_q2_is_the_c_map_itself():
+    act = ks.activation("gelu")
+    for c in CS:
+        ref = c_map(act, c, q=1.3)
+        assert c_map(act, c, q=1.3, q2=1.3) == ref
+        assert c_map(act, c, q=1.3, q2=None) == ref
+
+
+@pytest.mark.parametrize("name", ["tanh", "elu"])
+def test_symmetric_and_below_one(name):
+    act = ks.activation(name)
+    a = c_map(act, np.array(CS), q=0.5, q2=2.0)
+    b = c_map(act, np.array(CS), q=2.0, q2=0.5)
+    assert a == pytest.approx(b, rel=0, abs=1e-14)
+    assert np.all(np.abs(a) < 1)   # Cauchy-Schwarz, strict: phi(sqrt(q) x) differ in shape
+    assert a[-1] < 1 - 1e-3
+
+
+def test_affine_activation_is_evaluated_through_its_base():
+    # C does not see the output scale; the input scale and shift act like sqrt(q) and a bias
+    base = ks.activation("relu")
+    act = base.affine(1.5, 0.5, -0.1, 3.0)
+    assert c_map(act, 0.3, q=0.7, q2=1.9) == pytest.approx(
+        c_map(base.affine(1.5, 0.5, -0.1), 0.3, q=0.7, q2=1.9), rel=1e-14)
+    f, inner, kink = _relu_shift(mpmath.mpf(0.5))
+    g = lambda x: f(x) - mpmath.mpf(0.1)
+    with mpmath.workdps(25):   # relu(1.5 x + 0.5) - 0.1 at q = 0.7, 1.9: shift the inner mean
+        cross = _mp_semi_analytic(g, lambda mu, sig: inner(mu, sig) - mpmath.mpf(0.1),
+                                  0.7 * 2.25, 1.9 * 2.25, 0.3, kink)
+        want = cross / mpmath.sqrt(_mp_q(g, 0.7 * 2.25, (kink,)) * _mp_q(g, 1.9 * 2.25, (kink,)))
+    assert c_map(act, 0.3, q=0.7, q2=1.9) == pytest.approx(float(want), rel=1e-13)
+
+
+def test_shape_and_scalar():
+    act = ks.activation("relu")
+    assert isinstance(c_map(act, 0.5, q=1.0, q2=2.0), float)
+    assert c_map(act, np.zeros((2, 3)), q=1.0, q2=2.0).shape == (2, 3)
+
+
+@pytest.mark.parametrize("call, error, fragment", [
+    (lambda a: c_map(a, 0.5, q=1.0, q2=0.0), DomainError, "q2"),
+    (lambda a: c_map(a, 0.5, q=1.0, q2=-2.0), DomainError, "-2.0"),
+    (lambda a: c_map(a, 0.5, q=1.0, q2=math.nan), DomainError, "nan"),
+    (lambda a: c_map(a, 0.5, q=1.0, q2=[1.0, 2.0]), DomainError, "(2,)"),
+    (lambda a: c_map(a, 0.5, q=1.0, q2="2"), DomainError, "'2'"),
+    (lambda a: c_map(a, 0.5, q=1.0, q2=2.0, order=1), UnsupportedError, "order=1"),
+    (lambda a: c_map(a, 0.5, q=1.0, q2=2.0, digits=20), UnsupportedError, "digits=20"),
+    (lambda a: c_map(a, 1.5, q=1.0, q2=2.0), DomainError, "1.5"),
+])
+def test_bad_input(call, error, fragment):
+    with pytest.raises(error) as info:
+        call(ks.activation("tanh"))
+    assert isinstance(info.value, KernelShapeError) and fragment in str(info.value)
+
+
+def test_q_map_used_for_the_norm():
+    # the normalization is the library's own Q map at each input
+    act = ks.activation("softplus")
+    cross = two_q.cross_moment(act, np.array([0.25]), 0.5, 2.0)[0]
+    norm = math.sqrt(q_map(act, 0.5) * q_map(act, 2.0))
+    assert c_map(act, 0.25, q=0.5, q2=2.0) == cross / norm
