@@ -41,7 +41,14 @@ def test_module_doctests(name, tmp_path, monkeypatch):
     matplotlib.use("Agg")
     finder = doctest.DocTestFinder(exclude_empty=True)
     runner = doctest.DocTestRunner(optionflags=OPTIONS)
-    tests = finder.find(module, name)  # globals: a copy of the module namespace, as testmod
+    # globals: a copy of the module namespace, as testmod; a private submodule's examples are
+    # written (and rendered in the docs) in its package's public namespace, so add that.
+    parent, _, last = name.rpartition(".")
+    extra = {}
+    if last.startswith("_") and parent:
+        package = importlib.import_module(parent)
+        extra = {k: getattr(package, k) for k in getattr(package, "__all__", ())}
+    tests = finder.find(module, name, extraglobs=extra)
     failures = []
     # DocTestFinder keeps only objects defined in this module: re-exports run where they live.
     for test in sorted(tests, key=lambda t: t.name):

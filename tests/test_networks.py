@@ -78,9 +78,9 @@ def test_resnet_matches_dks_example_exactly(depth, w, version, r):
 @pytest.mark.parametrize("version", ["v2", "v1"])
 @pytest.mark.parametrize("depth", [50, 200])
 def test_memoized_walk_gives_the_same_bits(depth, version, monkeypatch):
-    # large or heavily shared descriptions are walked (networks._walk) instead of run as
+    # large or heavily shared descriptions are walked (kernelshape.networks._walk) instead of run as
     # flat programs: same operations in the same order, so the dks example's bits again
-    monkeypatch.setattr(networks, "PROGRAM_STEPS", 0)
+    monkeypatch.setattr(networks._walk, "PROGRAM_STEPS", 0)
     for x, fn in R_FUNCTIONS.values():
         net = resnet(depth, 0.6, version=version)
         assert net.subnet_max(x, fn) == dks_example_subnet_max(x, fn, depth, 0.6, version == "v2")

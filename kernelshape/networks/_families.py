@@ -1,0 +1,98 @@
+"""The usual families: deep MLPs and the ``dks`` modified ResNets (V1 and V2)."""
+
+from __future__ import annotations
+
+import numbers
+
+from ..errors import NetworkError
+from ._nodes import (
+    _LINEAR,
+    _NONLINEAR,
+    Network,
+    _Chain,
+    _check_depth,
+    _check_shortcut_weight,
+    _Sum,
+)
+
+#: The ``dks`` modified-ResNet family: depth -> (blocks per group, bottleneck, projection
+#: shortcut in the first block of each group).
+RESNET_CONFIGS = {
+    18: ((2, 2, 2, 2), False, (False, True, True, True)),
+    34: ((3, 4, 6, 3), False, (False, True, True, True)),
+    50: ((3, 4, 6, 3), True, (True, True, True, True)),
+    101: ((3, 4, 23, 3), True, (True, True, True, True)),
+    152: ((3, 8, 36, 3), True, (True, True, True, True)),
+    200: ((3, 24, 36, 3), True, (True, True, True, True)),
+}
+
+
+def mlp(depth: int) -> Network:
+    """A chain of ``depth`` nonlinear layers (linear layers in between do not change maps).
+
+    For ``mlp(L)`` the maximal slope function is ``xi^L``, so DKS gives ``xi = zeta^(1/L)``.
+
+    Example:
+        >>> mlp(10)
+        mlp(depth=10)
+    """
+    depth = _check_depth(depth)
+    return _Chain([_NONLINEAR] * depth, label=f"mlp(depth={depth})")
+
+
+def resnet(depth: int, shortcut_weight: float = 0.0, *, version: str = "v2") -> Network:
+    """The modified ResNet of the ``dks`` examples (Martens et al. 2021, §D; dks 0.1.2).
+
+    Four groups of blocks (counts per depth in :data:`RESNET_CONFIGS`); bottleneck blocks
+    (depth >= 50) hold three nonlinear layers in their residual branch in V2 and two in V1,
+    basic blocks two and one. V2 blocks are pre-activation; the projection shortcut of the
+    first block of a group takes the branch's first activation, so it applies the
+    activation once. V1 blocks apply the activation after the sum. One more nonlinear layer
+    is counted at the end, as in the ``dks`` example's ``subnet_max_func`` (for V1 the stem
+    activation; its position changes nothing for the slope and curvature functions).
+    ``shortcut_weight = 0`` is the vanilla (skip-free) network.
+
+    Args:
+        depth: one of 18, 34, 50, 101, 152, 200.
+        shortcut_weight: in ``[0, 1]``; the residual branch gets ``sqrt(1 - w^2)``.
+        version: ``"v2"`` (default) or ``"v1"``.
+
+    Raises:
+        NetworkError: unknown depth or version, weight outside [0, 1].
+
+    Example:
+        >>> net = resnet(101, 0.6)
+        >>> net.n_nonlinear
+        100
+    """
+    if isinstance(depth, bool) or not isinstance(depth, numbers.Integral) \
+            or int(depth) not in RESNET_CONFIGS:
+        raise NetworkError(f"resnet depth must be one of {sorted(RESNET_CONFIGS)}, got {depth!r}")
+    depth = int(depth)
+    w = _check_shortcut_weight(shortcut_weight)
+    if version not in ("v1", "v2"):
+        raise NetworkError(f"resnet version must be 'v1' or 'v2', got {version!r}")
+    blocks_per_group, bottleneck, projection = RESNET_CONFIGS[depth]
+    v2 = version == "v2"
+    n_act = (3 if bottleneck else 2) if v2 else (2 if bottleneck else 1)
+    squares = (w**2, 1.0 - w**2)
+    if v2:
+        branch = _Chain([_NONLINEAR, _LINEAR] * n_act, label=f"{n_act} x (nonlinear, linear)")
+        proj = _Chain([_NONLINEAR, _LINEAR], label="projection (nonlinear, linear)")
+        plain_block = _Sum((_LINEAR, branch), squares, "residual")
+        proj_block = _Sum((proj, branch), squares, "residual")
+    else:
+        branch = _Chain([_LINEAR] + [_NONLINEAR, _LINEAR] * n_act,
+                        label=f"linear, {n_act} x (nonlinear, linear)")
+        plain_block = _Chain([_Sum((_LINEAR, branch), squares, "residual"), _NONLINEAR])
+        proj_block = plain_block
+    layers = []
+    for group, count in enumerate(blocks_per_group):
+        for j in range(count):
+            layers.append(proj_block if j == 0 and projection[group] else plain_block)
+    layers.append(_NONLINEAR)
+    label = f"resnet(depth={depth}, shortcut_weight={w!r}" + (
+        ", version='v1')" if not v2 else ")")
+    return _Chain(layers, label=label)
+
+
