@@ -24,6 +24,7 @@ import sys
 import time
 
 import mpmath
+import sympy as sp
 
 import kernelshape as ks
 from kernelshape.maps import precise
@@ -92,13 +93,52 @@ def text(value):
     return mpmath.nstr(value, 42, min_fixed=-5, max_fixed=5)
 
 
+def closed_form(act, kind, q, c, digits):
+    """[order 0, 1, 2] from the exact sympy closed form at ``digits + 10`` digits, or None.
+
+    Used where kernelshape knows a closed form (relu family, sin, cos, polynomials, ...): an
+    exact expression, independent of the quadrature code. None when there is none or a value
+    is not finite (a removable singularity at c = +-1 is left to the quadrature).
+    """
+    from kernelshape.maps import closed_forms as cf
+    # Floats in the activation (negative slopes, affine factors) hold binary doubles; as
+    # exact rationals the closed form stays exact (computed from Floats, sympy would round
+    # its coefficients to 53 bits), with the same numbers the float64 and quadrature use.
+    # (an affine version is rebuilt from its base and factors, as the other routes use it)
+    from kernelshape.parsing import X
+    base = act.base if act.is_affine else act
+    expr = base.expr.xreplace({f: sp.Rational(f) for f in base.expr.atoms(sp.Float)})
+    a, b, d, g = (sp.Rational(v) for v in act.affine_params)
+    act = ks.activation(g * (expr.subs(X, a * X + b) + d))
+    values = []
+    for k in range(3):
+        if kind == "q_map":
+            expr, symbol, at = act.q_map_expr(order=k), cf.Q, q
+        else:
+            expr, symbol, at = act.c_map_expr(order=k, q=sp.Rational(q)), cf.C, c
+        if expr is None:
+            return None
+        if expr.atoms(sp.Float):
+            return None        # rounded coefficients: not a 40-digit reference
+        value = sp.N(expr.subs(symbol, sp.Rational(at)), digits + 10)
+        if not value.is_finite or not value.is_real:
+            return None
+        values.append(mpmath.mpf(str(value)))
+    return values
+
+
 def compute(spec, a, b, kind, q, c, digits):
+    """(values, source): closed form where known, else mpmath quadrature."""
     act = make_activation(spec)
     if (a, b) != (1.0, 0.0):
         act = act.affine(a, b)
+    with mpmath.workdps(digits + 10):
+        exact = closed_form(act, kind, q, c, digits)
+    if exact is not None:
+        return exact, "closed form"
     if kind == "q_map":
-        return [precise.q_map(act, q, k, digits) for k in range(3)]
-    return [precise.c_map(act, c, q, k, digits) for k in range(3)]
+        return [precise.q_map(act, q, k, digits) for k in range(3)], "quadrature"
+    return [precise.c_map(act, c, q, k, digits) for k in range(3)], "quadrature"
 
 
 def save(path, provenance, entries):
@@ -131,7 +171,9 @@ def main(argv=None):
         "kernelshape": ks.__version__,
         "mpmath": mpmath.__version__,
         "python": sys.version.split()[0],
-        "method": ("kernelshape.maps.precise: Q^(k)(q) = E[phi(sqrt q z)^2 He_2k(z)]/(2q)^k "
+        "method": ("entries with source 'closed form': kernelshape's exact sympy closed form "
+                   "(maps.closed_forms) evaluated at digits + 10; source 'quadrature' (or "
+                   "none recorded): kernelshape.maps.precise: Q^(k)(q) = E[phi(sqrt q z)^2 He_2k(z)]/(2q)^k "
                    "and C^(k)(c) by the double integral with Hermite weights (THEORY.md §1); "
                    "composite Gauss-Legendre split at kinks, closed-form inner integrals "
                    "for piecewise x^r exp(lam x) activations, trapezoid sums for analytic "
@@ -161,15 +203,15 @@ def main(argv=None):
             break
         t0 = time.time()
         try:
-            values = compute(spec, a, b, kind, q, c, args.digits)
+            values, source = compute(spec, a, b, kind, q, c, args.digits)
         except Exception as err:  # noqa: BLE001 - record and go on with the others
             print(f"FAILED {case_id} a={a} b={b} {kind} q={q} c={c}: {err}", flush=True)
             continue
         entries.append({"case": case_id, "spec": spec, "input_scale": a, "input_shift": b,
-                        "kind": kind, "q": q, "c": c, "digits": args.digits,
+                        "kind": kind, "q": q, "c": c, "digits": args.digits, "source": source,
                         "values": [text(v) for v in values]})
         save(args.out, provenance, entries)
-        print(f"{time.time() - t0:8.1f}s {case_id} a={a} b={b} {kind} q={q} c={c}",
+        print(f"{time.time() - t0:8.1f}s {source[:6]} {case_id} a={a} b={b} {kind} q={q} c={c}",
               flush=True)
 
 
