@@ -101,6 +101,7 @@ def closed_form(act, kind, q, c, digits):
     is not finite (a removable singularity at c = +-1 is left to the quadrature).
     """
     from kernelshape.maps import closed_forms as cf
+
     # Floats in the activation (negative slopes, affine factors) hold binary doubles; as
     # exact rationals the closed form stays exact (computed from Floats, sympy would round
     # its coefficients to 53 bits), with the same numbers the float64 and quadrature use.
