@@ -128,18 +128,19 @@ def _check_network(network):
         raise NetworkError(f"expected a network description (mlp, resnet, chain, ...), got "
                            f"{type(network).__name__}")
 
-    def walk(node):
-        if node == nonlinear() or node == linear():
-            return
+    leaves, seen, stack = (nonlinear(), linear()), set(), [network]
+    while stack:                      # explicit stack: any nesting depth
+        node = stack.pop()
+        if node in leaves or id(node) in seen:
+            continue
+        seen.add(id(node))
         children = getattr(node, "layers", None) or getattr(node, "branches", None)
         if children is None:
             raise UnsupportedError(
                 f"cannot sample {node!r}: finite-width sampling needs a network built from "
                 "the vocabulary (nonlinear, linear, chain, normalized_sum, residual, parallel, "
                 "mlp, resnet); a dks-style subnet_max callable has no layer structure")
-        for child in children:
-            walk(child)
-    walk(network)
+        stack.extend(children)
     return network
 
 
@@ -151,25 +152,30 @@ def _stages(network):
 
 # -- prediction ---------------------------------------------------------------------------
 
-def _predict_node(node, act, q, c, sigma_w, sigma_b):
-    """Infinite-width maps of one node (see :func:`predict`)."""
-    from .networks import linear, nonlinear
-    if node == nonlinear():
-        big_q = float(act.q_map(q))
-        q_new = sigma_w**2 * big_q + sigma_b**2
-        c_new = (sigma_w**2 * big_q * np.asarray(act.c_map(c, q=q), dtype=np.float64)
-                 + sigma_b**2) / q_new
+class _PredictRules:
+    """Infinite-width maps of a layer ``h -> W phi(h) + b`` and of normalized sums."""
+
+    def __init__(self, act, sigma_w, sigma_b):
+        self.act, self.w2, self.b2 = act, sigma_w**2, sigma_b**2
+
+    def layer(self, state):
+        q, c = state
+        big_q = float(self.act.q_map(q))
+        q_new = self.w2 * big_q + self.b2
+        c_new = (self.w2 * big_q * np.asarray(self.act.c_map(c, q=q), dtype=np.float64)
+                 + self.b2) / q_new
         return q_new, np.clip(c_new, -1.0, 1.0)
-    if node == linear():
-        return q, c
-    if getattr(node, "layers", None) is not None:
-        for layer in node.layers:
-            q, c = _predict_node(layer, act, q, c, sigma_w, sigma_b)
-        return q, c
-    outs = [_predict_node(b, act, q, c, sigma_w, sigma_b) for b in node.branches]
-    q_new = sum(s * q_i for s, (q_i, _) in zip(node.squares, outs))
-    c_new = sum(s * q_i * c_i for s, (q_i, c_i) in zip(node.squares, outs)) / q_new
-    return q_new, c_new
+
+    def combine(self, node, outs):
+        q_new = sum(s * q_i for s, (q_i, _) in zip(node.squares, outs))
+        c_new = sum(s * q_i * c_i for s, (q_i, c_i) in zip(node.squares, outs)) / q_new
+        return q_new, c_new
+
+
+def _predict_node(node, act, q, c, sigma_w, sigma_b):
+    """Infinite-width maps of one node (see :func:`predict`); any nesting depth."""
+    from .networks._walk import _evaluate
+    return _evaluate((node,), (q, c), _PredictRules(act, sigma_w, sigma_b))[0]
 
 
 def predict(phi, *, network, q: float = 1.0, c=(0.0, 0.5, 0.9), sigma_w: float = 1.0,
@@ -265,23 +271,45 @@ def _stats(h, n_pairs):
 
 
 def _sample_node(node, act, h, rng, init, sigma_w, sigma_b):
-    """Push the batch ``h`` (n x k) through one node with freshly sampled weights."""
+    """Push the batch ``h`` (n x k) through one node with freshly sampled weights.
+
+    Depth-first with an explicit stack (any nesting depth), branches in order, so the
+    random draws come in the same order on every run.
+    """
     from .networks import linear, nonlinear
-    if node == nonlinear():
-        return _dense(rng, act(h), init, sigma_w, sigma_b)
-    if node == linear():
-        return _dense(rng, h, init, 1.0, 0.0)
-    if getattr(node, "layers", None) is not None:
-        for layer in node.layers:
-            h = _sample_node(layer, act, h, rng, init, sigma_w, sigma_b)
-        return h
-    out = 0.0
-    for s, branch in zip(node.squares, node.branches):
-        # A bare linear branch of a sum is a skip connection: the identity.
-        value = h if branch == linear() else _sample_node(branch, act, h, rng, init,
-                                                          sigma_w, sigma_b)
-        out = out + math.sqrt(s) * value
-    return out
+    lin, nonlin = linear(), nonlinear()
+    inputs, sums = [], []
+    stack = [("node", node)]
+    while stack:
+        op, arg = stack.pop()
+        if op == "node":
+            if arg == nonlin:
+                h = _dense(rng, act(h), init, sigma_w, sigma_b)
+            elif arg == lin:
+                h = _dense(rng, h, init, 1.0, 0.0)
+            elif getattr(arg, "layers", None) is not None:
+                stack.extend(("node", layer) for layer in reversed(arg.layers))
+            else:
+                ops = [("open", None)]
+                for s, branch in zip(arg.squares, arg.branches):
+                    ops.append(("restore", None))
+                    # A bare linear branch of a sum is a skip connection: the identity.
+                    if branch != lin:
+                        ops.append(("node", branch))
+                    ops.append(("add", math.sqrt(s)))
+                ops.append(("close", None))
+                stack.extend(reversed(ops))
+        elif op == "open":
+            inputs.append(h)
+            sums.append(0.0)
+        elif op == "restore":
+            h = inputs[-1]
+        elif op == "add":
+            sums[-1] = sums[-1] + arg * h
+        else:
+            inputs.pop()
+            h = sums.pop()
+    return h
 
 
 def compare(phi, *, network, width: int = 1024, q: float = 1.0,

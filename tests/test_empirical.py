@@ -150,3 +150,18 @@ def test_invalid_arguments(kwargs, error):
 def test_error_messages_say_expected_and_got():
     with pytest.raises(DomainError, match="init must be one of orthogonal, gaussian, got 'x'"):
         compare(TANH, network=mlp(2), init="x")
+
+
+def test_deeply_nested_description_predicts_and_samples():
+    # 2,000 residual blocks nested inside each other (not a flat chain): nothing recurses.
+    # The prediction with sigma_w = 1, sigma_b = 0 is the network's own global map.
+    from kernelshape.networks import chain, linear, nonlinear, residual
+    net = nonlinear()
+    for _ in range(2000):
+        net = chain(residual(net, 0.9), linear())
+    tanh = activation("tanh")
+    qs, cs = predict(tanh, network=net, q=1.0, c=(0.5,))
+    assert qs[-1] == pytest.approx(net.q_map(tanh, 1.0), rel=1e-12)
+    assert cs[0, -1] == pytest.approx(net.c_map(tanh, 0.5), rel=1e-12)
+    result = compare(tanh, network=net, width=16, seeds=2, c=(0.5,))
+    assert np.all(np.isfinite(result.c_empirical))
