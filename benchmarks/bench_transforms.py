@@ -1,10 +1,15 @@
 """DKS / TAT solve times, side by side with the official ``dks`` package, in one run.
 
-Warm: the same process solves repeatedly (numba kernels loaded, activation built once);
+Warm: the same process solves repeatedly on one activation object and one network object;
 kernelshape's figure is the median of 30 solves, ``dks``'s ``get_transformed_activations``
-is timed once per case (it takes ~0.5-50 s). Cold: fresh Python processes that import
-the package and solve DKS for tanh on resnet(101, 0.6) (numba cache already on disk),
-median of 3 each.
+is timed once per case (it takes ~0.5-50 s). What a warm solve reuses is set-up, never a
+result: the activation's sympy analysis and its numpy branch functions (phi, phi', phi''
+printed once), its quadrature engine (pieces, kink data), Gauss-Legendre nodes and panel
+layouts (pure functions of the interval and panel count), and per network its slope
+polynomials and curvature constant. Every solve runs all its Newton steps, the quadrature
+check, the output parameters and the residual evaluation afresh. Cold: fresh Python
+processes that import the package and solve DKS for tanh on resnet(101, 0.6) (numba cache
+already on disk; the solvers do not use numba), median of 3 each.
 
 Run: ``python benchmarks/bench_transforms.py`` (add ``--quick`` to skip dks's TAT solves).
 """

@@ -262,9 +262,6 @@ def _check_dks_residuals(t, *, tol):
 @pytest.mark.parametrize("name, network", [
     ("tanh", mlp(10)), ("softplus", resnet(50, 0.9)),
 ], ids=["tanh-mlp10", "softplus-resnet50"])
-@pytest.mark.xfail(strict=True, reason="dks(): zeta = 1 + 1e-9 is reachable (C'(1) -> 1 as "
-                   "input_scale -> 0) but the float64 solver stalls and raises "
-                   "UnreachableTargetError, telling the user the target cannot be met")
 def test_dks_zeta_just_above_one(name, network):
     got = outcome(lambda: dks(name, network=network, zeta=1 + 1e-9))
     if isinstance(got, E.KernelShapeError):
@@ -280,8 +277,6 @@ def test_dks_leaky_relu_zeta_just_above_one():
     _check_dks_residuals(t, tol=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason="tat(): tau = 1e-9 is reachable but the float64 "
-                   "solver raises UnreachableTargetError (closest C'(1) = 0.99999999)")
 def test_tat_tau_tiny():
     got = outcome(lambda: tat("tanh", network=mlp(10), tau=1e-9))
     if isinstance(got, E.KernelShapeError):
@@ -330,17 +325,17 @@ def _closest_claim(message):
     value = re.search(r"closest value reached C'\(1\) = " + number, message)
     scale = re.search(r"input_scale=" + number, message)
     shift = re.search(r"input_shift=" + number, message)
-    return float(value.group(1)), float(scale.group(1)), float(shift.group(1))
+    out_shift = re.search(r"output_shift=" + number, message)
+    return (float(value.group(1)), float(scale.group(1)), float(shift.group(1)),
+            float(out_shift.group(1)))
 
 
-@pytest.mark.xfail(strict=True, reason="dks._fail reports target + residual as the closest "
-                   "value; for zeta = 1e300 (xi = 1e30) that cancels to C'(1) = 0.0, which "
-                   "no parameters give (the true value there is about 1.2)")
 def test_unreachable_message_reports_a_true_closest_value():
     with pytest.raises(E.UnreachableTargetError) as info:
         dks("tanh", network=mlp(10), zeta=1e300)
-    claimed, a, b = _closest_claim(str(info.value))
-    tanh = ks.activation("tanh").affine(a, b)
+    # C'(1) of the DKS-centred activation (output shift -E[phi], THEORY.md §4) at the point
+    claimed, a, b, d = _closest_claim(str(info.value))
+    tanh = ks.activation("tanh").affine(a, b, d)
     assert claimed == pytest.approx(Reference(tanh).C_at_one(1), rel=1e-6)
 
 

@@ -51,8 +51,23 @@ _NAMESPACE = {"math": _MATH, "np": np, "_softplus": _softplus,
 
 def branch_functions(act):
     """``fns[k][d](x)``: the d-th derivative (d = 0, 1, 2) of base branch k on an array."""
+    return tuple(tuple(_single(f, d) for d in range(3)) for f in fused_branches(act))
+
+
+def _single(f, d):
+    return lambda x: f(x)[d]
+
+
+def fused_branches(act):
+    """``fns[k](x) -> (phi, phi', phi'')`` of base branch k on a float64 array, in one pass.
+
+    The three derivatives share their sub-expressions (``sympy.cse`` over the stabilized
+    forms), so e.g. gelu's ``tanh`` and ``cosh`` of the same argument are computed once.
+    Built once per base activation (a few ms of sympy work, up to ~0.5 s for long
+    expressions such as mish) and kept on it.
+    """
     base = act.base
-    cached = base.__dict__.get("_vector_branches")
+    cached = base.__dict__.get("_vector_fused")
     if cached is None:
         import sympy as sp
 
@@ -61,12 +76,20 @@ def branch_functions(act):
         printer = _MathPrinter()
         cached = []
         for expr in base.branches:
-            fns = []
-            for d in range(3):
-                code = printer.doprint(stabilize(sp.diff(expr, X, d)))
-                body = compile(f"lambda x: ({code}) + 0.0 * x", "<kernelshape branch>", "eval")
-                fns.append(eval(body, dict(_NAMESPACE)))
-            cached.append(tuple(fns))
+            derivs = [stabilize(sp.diff(expr, X, d)) for d in range(3)]
+            replacements, reduced = sp.cse(derivs, optimizations=None)
+            lines = ["def _fused(x):"]
+            lines += [f"    {sym} = {printer.doprint(value)}" for sym, value in replacements]
+            outs = []
+            for i, e in enumerate(reduced):
+                # constants (and expressions free of x) broadcast to the node array
+                lines.append(f"    _d{i} = {printer.doprint(e)}")
+                outs.append(f"_d{i}" if derivs[i].has(X) else f"np.full_like(x, _d{i})")
+            lines.append(f"    return ({', '.join(outs)},)")
+            namespace = dict(_NAMESPACE)
+            # kernelshape's own printing of the sympy expression, never user text
+            exec(compile("\n".join(lines), "<kernelshape branch>", "exec"), namespace)  # noqa: S102
+            cached.append(namespace["_fused"])
         cached = tuple(cached)
-        base.__dict__["_vector_branches"] = cached
+        base.__dict__["_vector_fused"] = cached
     return cached

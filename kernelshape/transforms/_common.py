@@ -1,15 +1,15 @@
-"""Shared machinery of the DKS / TAT / EOC solvers: moments, Newton, checks, residuals.
+"""Shared machinery of the DKS / TAT / EOC solvers: Newton, checks, residuals.
 
 Every local condition is a one-dimensional Gaussian expectation at ``q = 1`` of
-``phi(a z + b)`` and its derivatives (THEORY.md §4-5). :class:`Moments` evaluates many of
-them in one vectorized numpy pass (:class:`kernelshape.maps.gauss.Moments`), with
-an output shift applied at every node so centred moments carry no cancellation. Jacobians
-are analytic through the Gaussian score identities
-
-    d/da E[g(a z + b) z^k] = E[g (z^(k+2) - (k+1) z^k)] / a
-    d/db E[g(a z + b) z^k] = E[g (z^(k+1) - k z^(k-1))] / a,
-
-which need neither higher derivatives of phi nor Dirac masses at kinks.
+``phi(a z + b)`` and its derivatives (THEORY.md §4-5). The solvers read them from one
+:meth:`~kernelshape.maps.gauss.Moments.frame` per Newton step: node values of ``phi'``,
+``phi''`` and the difference quotient ``u = (phi(a z + b) - phi(b)) / a`` (with its ``a``-
+and ``b``-derivatives), from which the conditions are ratios such as
+``C'(1) = E[phi'^2] / Var[u]`` that keep their digits as ``a -> 0``, and their Jacobians
+follow by the chain rule (``d phi'(a z + b) / da = phi'' z``; the Dirac masses of ``phi''``
+at kinks come with the frame). All pairwise expectations of the node arrays are one
+matrix product (:func:`gram`). Newton works on plain floats (:func:`solve_small`), and the
+embedded quadrature check runs once, at the converged point (:func:`rule_agrees`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from ..errors import (
     UnreachableTargetError,
     UnsupportedError,
 )
-from ..maps.gauss import Moments, terms_array  # noqa: F401 - the solvers' moment engine
+from ..maps.gauss import MAX_LEVEL, Moments, moments_of, terms_array  # noqa: F401
 
 #: Largest number of Newton iterations from one starting point.
 MAX_NEWTON = 60
@@ -38,7 +38,7 @@ MAX_SCALE = 50.0
 MAX_HALVINGS = 10
 
 
-def raise_stalled(what, names, targets, best, coords, *, nothing=None):
+def raise_stalled(what, names, targets, best, coords, *, nothing=None, values=None):
     """Raise UnreachableTargetError for a Newton search that met no condition set.
 
     Args:
@@ -48,6 +48,9 @@ def raise_stalled(what, names, targets, best, coords, *, nothing=None):
             point where the maps are defined.
         coords: names of the unknowns in ``x`` (``input_scale``, ``input_shift``, ...).
         nothing: the message when ``best`` is None.
+        values: ``values(x)`` -> the conditions' values at ``x``, evaluated afresh for the
+            message (``target + F`` cancels when the target dwarfs the value); without it
+            ``target + F`` is reported.
     """
     if best is None:
         raise UnreachableTargetError(nothing or (
@@ -55,19 +58,24 @@ def raise_stalled(what, names, targets, best, coords, *, nothing=None):
             "found no point where the maps are defined"))
     x, F = best
     i = int(np.argmax(np.abs(F)))
+    reached = values(x) if values is not None else [t + f for t, f in zip(targets, F)]
     where = ", ".join(f"{c}={float(v)!r}" for c, v in zip(coords, x))
     raise UnreachableTargetError(
         f"{what}: the condition {names[i]} = {targets[i]!r} cannot be met; from every "
         f"starting point the solver stalls; closest value reached {names[i]} = "
-        f"{float(targets[i] + F[i])!r} at {where}")
+        f"{float(reached[i])!r} at {where}")
 
 
-def newton(fun, x0, *, tol=1e-15):
+def newton(fun, x0, *, tol=1e-15, move=None):
     """Damped Newton from ``x0`` for ``fun(x) -> (F, J)``; deterministic, bounded.
 
-    Steps are halved (at most MAX_HALVINGS times) until ``max|F|`` decreases. Stops when
-    ``max|F| <= tol``, when a step no longer reduces it, or when the iterate is still far
-    from a root after STALL_AFTER iterations (Newton converges quadratically once close).
+    ``x`` is passed to ``fun`` as a list of floats; ``fun`` returns ``(None, None)`` where
+    the maps are undefined. Steps are halved (at most MAX_HALVINGS times) until ``max|F|``
+    decreases. Stops when ``max|F| <= tol``, when a step no longer reduces it, or when the
+    iterate is still far from a root after STALL_AFTER iterations (Newton converges
+    quadratically once close). ``move(x, step, t)`` maps the iterate and a (scaled) step
+    to the next iterate when ``x`` is stored in other coordinates than the step's (default
+    ``x + t step``).
 
     Returns:
         ``(x, F, success)`` at the iterate with the smallest ``max|F|``; success means
@@ -76,41 +84,111 @@ def newton(fun, x0, *, tol=1e-15):
     # Trial points may overflow or divide by zero on the way; fun() maps those to None,
     # so numpy's warnings are noise here, not signals for the caller.
     with np.errstate(all="ignore"):
-        return _newton(fun, x0, tol)
+        return _newton(fun, x0, tol, move)
 
 
-def _newton(fun, x0, tol):
-    x = np.array(x0, dtype=float)
+def _newton(fun, x0, tol, move):
+    x = [float(v) for v in x0]
     F, J = fun(x)
     if F is None:
         return x, None, False
-    best_x, best_F = x, F
-    norm = np.max(np.abs(F))
+    norm = max(abs(f) for f in F)
     for it in range(MAX_NEWTON):
         if norm <= tol:
             break
         if it >= STALL_AFTER and norm > 1e-4:
             break
-        try:
-            step = np.linalg.solve(J, -F)
-        except np.linalg.LinAlgError:
-            break
-        if not np.all(np.isfinite(step)):
+        step = solve_small(J, [-f for f in F])
+        if step is None:
             break
         t = 1.0
         for _ in range(MAX_HALVINGS):
-            x_new = x + t * step
+            x_new = (move(x, step, t) if move is not None
+                     else [xi + t * si for xi, si in zip(x, step)])
             F_new, J_new = fun(x_new)
-            if F_new is not None and np.max(np.abs(F_new)) < norm:
+            if F_new is not None and max(abs(f) for f in F_new) < norm:
                 break
             t *= 0.5
         else:
             break
-        new_norm = np.max(np.abs(F_new))
-        x, F, J, norm = x_new, F_new, J_new, new_norm
-        best_x, best_F = x, F
-    success = best_F is not None and np.max(np.abs(best_F)) <= 1e-12
-    return best_x, best_F, success
+        x, F, J, norm = x_new, F_new, J_new, max(abs(f) for f in F_new)
+    return x, F, norm <= 1e-12
+
+
+def solve_small(J, rhs):
+    """``J^-1 rhs`` for a small dense system by Gaussian elimination with partial
+    pivoting in plain floats (no LAPACK call per Newton step); None if singular or not
+    finite."""
+    n = len(rhs)
+    M = [[float(v) for v in row] + [float(r)] for row, r in zip(J, rhs)]
+    for col in range(n):
+        piv = col
+        for r in range(col + 1, n):
+            if abs(M[r][col]) > abs(M[piv][col]):
+                piv = r
+        p = M[piv][col]
+        if p == 0.0 or not math.isfinite(p):
+            return None
+        M[col], M[piv] = M[piv], M[col]
+        top = M[col]
+        for r in range(col + 1, n):
+            f = M[r][col] / p
+            if f != 0.0:
+                row = M[r]
+                for c in range(col, n + 1):
+                    row[c] -= f * top[c]
+    out = [0.0] * n
+    for r in range(n - 1, -1, -1):
+        acc = M[r][n]
+        for c in range(r + 1, n):
+            acc -= M[r][c] * out[c]
+        out[r] = acc / M[r][r]
+    return out if math.isfinite(sum(out)) else None
+
+
+class LastCall:
+    """``fn`` remembering its two most recent calls (one solve's object: the converged
+    Newton iterate is evaluated once for the step test, the rule check and the output)."""
+
+    def __init__(self, fn):
+        self.fn, self.memo = fn, {}
+
+    def __call__(self, *args, **kwargs):
+        key = (args, tuple(kwargs.items()))
+        if key not in self.memo:
+            if len(self.memo) >= 2:
+                del self.memo[next(iter(self.memo))]
+            self.memo[key] = self.fn(*args, **kwargs)
+        return self.memo[key]
+
+
+def output_scale(q):
+    """``q^(-1/2)``, the output scale making the second moment ``q`` one, or None when it
+    or its square is not a finite float64 (``q`` underflowed: a degenerate solution)."""
+    if q > 0 and math.isfinite(q):
+        g = 1.0 / math.sqrt(q)
+        if math.isfinite(g * g):
+            return g
+    return None
+
+
+def raise_degenerate(what, points):
+    """ConvergenceError for solves whose only solutions have no float64 output scale."""
+    raise ConvergenceError(
+        f"{what}: the only solutions found have a second moment that underflows float64, so "
+        f"the output scale is not representable (at input_scale, input_shift = {points})")
+
+
+def gram(rows, w):
+    """``G[i][j] = sum(w * rows[i] * rows[j])`` (all pairwise Gaussian expectations of the
+    node arrays ``rows``) as nested lists of floats."""
+    R = np.array(rows)
+    return ((R * w) @ R.T).tolist()
+
+
+def rule_agrees(fine, coarse, scale):
+    """The embedded-rule test: 16- and 24-point values agree to 1e-10 of ``scale``."""
+    return all(abs(f - c) <= 1e-10 * s for f, c, s in zip(fine, coarse, scale))
 
 
 # -- public-boundary checks --------------------------------------------------------------

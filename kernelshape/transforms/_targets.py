@@ -55,22 +55,42 @@ def _slope_polynomials(net):
 
 
 def _poly_root(c, zeta):
+    """Root ``x >= 1`` of ``p(x) = zeta`` for ``p`` with non-negative coefficients ``c``
+    and ``p(1) = 1``.
+
+    Newton in ``s = log x`` first (``log p(e^s)`` is convex, increasing and nearly linear,
+    so a few steps land next to the root), then Newton in ``x`` to full precision (convex
+    and increasing: from the first step on the iterates decrease monotonically).
+    """
     nonzero = np.flatnonzero(c)
     if len(nonzero) == 1:
         k = int(nonzero[0])
         if k == 0:
             return math.inf
         return (zeta / c[k]) ** (1.0 / k)
-    deg = np.arange(len(c))
-    dc = c[1:] * deg[1:]
-    x = 1.0
+    deg = np.arange(len(c), dtype=float)
+    dc = c * deg
+
+    def value_slope(x):
+        with np.errstate(over="ignore", invalid="ignore"):
+            powers = x ** deg
+            return float(c @ powers), float(dc @ powers) / x
+
+    s, log_zeta = 0.0, math.log(zeta)
+    for _ in range(8):
+        v, slope = value_slope(math.exp(s))
+        if not (v > 0 and slope > 0 and math.isfinite(v) and math.isfinite(slope)):
+            break
+        step = (math.log(v) - log_zeta) / (slope * math.exp(s) / v)
+        if abs(step) <= 1e-8 * max(1.0, abs(s)):
+            break
+        s -= step
+    x = math.exp(s)
     for i in range(200):
-        value = np.polynomial.polynomial.polyval(x, c) - zeta
-        slope = np.polynomial.polynomial.polyval(x, dc)
-        if not slope > 0:
+        v, slope = value_slope(x)
+        if not slope > 0 or not math.isfinite(v):
             return math.inf
-        x_new = x - value / slope
-        # From the first step on the iterates decrease monotonically (convex, increasing).
+        x_new = x - (v - zeta) / slope
         if i > 0 and not x_new < x:
             break
         x = x_new
@@ -98,7 +118,11 @@ def local_curvature(net, tau):
     what = f"TAT on {net!r}"
     if isinstance(net, _Function):
         return solve_increasing(net.max_curvature, tau, 0.0, math.inf, name="tau", what=what)
-    k = net.max_curvature(1.0)
+    # M_{f, y -> t + y}(0) = K t: K is a property of the network, computed once per
+    # network object (like its slope polynomials)
+    k = net.__dict__.get("_curvature_constant")
+    if k is None:
+        k = net.__dict__["_curvature_constant"] = net.max_curvature(1.0)
     if not k > 0:
         raise UnreachableTargetError(
             f"{what}: the network has no nonlinear layer, so its maximal curvature stays 0 "

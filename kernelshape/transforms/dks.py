@@ -8,8 +8,11 @@ gets, at q = 1,
 
 ``mu`` the network's maximal slope function. Given ``(alpha, beta)``, ``delta = -E[phi]`` and
 ``gamma = Var[phi]^(-1/2)`` (``x = alpha z + beta``); the Q'(1) and C'(1) conditions fix
-``(alpha, beta)``, solved by damped Newton with an analytic Jacobian from the starting values
-``dks`` uses (input_scale 0.1 then 1; input_shift 0, 1, -1); the first converged start wins.
+``(alpha, beta)``, solved by damped Newton with an analytic Jacobian (:func:`local_maps`)
+from the starting values ``dks`` uses (input_scale 0.1 then 1; input_shift 0, 1, -1); the
+first converged start wins. The conditions are written as ratios of Gaussian moments of
+order one (``C'(1) = E[phi'^2] / Var[u]``, ``u`` the difference quotient of phi), so targets
+next to their limits (``zeta = 1 + 1e-9``: ``alpha ~ 1e-5``) solve to float64 precision.
 Results are canonical: ``alpha > 0`` (the maps are even in alpha) and, for phi odd about
 ``(0, c)``, ``beta >= 0`` (``(beta, delta) -> (-beta, -2c - delta)`` keeps the maps). Special cases as in
 ``dks``: ReLU keeps ``input_shift = +-1`` and drops the Q'(1) condition; leaky ReLU solves the
@@ -18,6 +21,7 @@ negative slope and input shift (input scale 1).
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 
@@ -39,58 +43,88 @@ class ReluWarning(UserWarning):
     """DKS with ReLU works (one degree of freedom less) but leaky ReLU is much better."""
 
 
-# Rows (e0, e1, e2, ez) of E[(phi+s)^e0 phi'^e1 phi''^e2 z^ez]; see _common.Moments.
-_ROWS = [(1, 0, 0, 0), (1, 0, 0, 1), (1, 0, 0, 2),
-         (2, 0, 0, 0), (2, 0, 0, 1), (2, 0, 0, 2),
-         (1, 1, 0, 0), (1, 1, 0, 1), (1, 1, 0, 2), (1, 1, 0, 3),
-         (0, 1, 0, 0), (0, 1, 0, 1), (0, 1, 0, 2), (0, 1, 0, 3),
-         (0, 2, 0, 0), (0, 2, 0, 1), (0, 2, 0, 2)]
-_TERMS, _I = cm.terms_array(_ROWS)
+def local_maps(moments, a, b, *, level=0, coarse=False):
+    """``Q'(1)``, ``C'(1)`` at ``(a, b)`` with output shift ``-E[phi]`` and scale
+    ``Var[phi]^(-1/2)``, their gradients in ``(a, b)``, and ``(E[phi], Var[phi] / a^2)``.
+
+    With ``u = (phi(a z + b) - phi(b)) / a`` (:meth:`~kernelshape.maps.gauss.Moments.frame`)
+    and ``u_c = u - E[u]``: ``Var[phi] = a^2 V``, ``V = E[u_c^2]``, and
+
+        Q'(1) = E[u_c phi' z] / V,     C'(1) = E[phi'^2] / V,
+
+    ratios of quantities of order one for every ``a`` (no cancellation as ``a -> 0``).
+    Gradients by the chain rule (``d phi'/da = phi'' z``, ``d phi'/db = phi''``), with the
+    Dirac masses of ``phi''`` at kinks added. Returns None where a value is not finite.
+    """
+    if not (math.isfinite(a) and math.isfinite(b)) or a == 0.0:
+        return None
+    fr = moments.frame(a, b, level=level, coarse=coarse)
+    z, w = fr.z, fr.w
+    ubar = float(fr.u @ w)
+    uc = fr.u - ubar
+    f1z = fr.f1 * z
+    f2z = fr.f2 * z
+    one = np.ones_like(z)
+    G = cm.gram([one, uc, fr.f1, f1z, fr.ua, fr.ub, fr.f2, f2z, f2z * z], w)
+    duz2 = duz = dmz = dm = 0.0
+    for zk, om, uk, m in fr.diracs:
+        duz += om * (uk - ubar) * zk
+        duz2 += om * (uk - ubar) * zk * zk
+        dmz += om * m * zk
+        dm += om * m
+    V, N, e11 = G[1][1], G[1][3], G[2][2]
+    if not (V > 0 and math.isfinite(V) and math.isfinite(N) and math.isfinite(e11)):
+        return None
+    dV = (2 * G[1][4], 2 * G[1][5])
+    dN = (G[4][3] - G[0][4] * G[0][3] + G[1][8] + duz2,
+          G[5][3] - G[0][5] * G[0][3] + G[1][7] + duz)
+    de = (2 * (G[2][7] + dmz), 2 * (G[2][6] + dm))
+    values = (N / V, e11 / V)
+    grads = ([(dN[j] - N * dV[j] / V) / V for j in range(2)],
+             [(de[j] - e11 * dV[j] / V) / V for j in range(2)])
+    return values, grads, (fr.pb + a * ubar, V)
 
 
-def _dks_system(moments, q_slope, xi, shift, use_q_slope=True, fixed_b=None):
-    """``fun(x) -> (F, J)`` for Newton; ``shift`` (a one-element list) tracks -E[phi]."""
+def _dks_system(maps, targets, level, fixed_b=None):
+    """``fun(x) -> (F, J)`` for Newton over ``(a, b)``, or ``a`` alone with ``b`` fixed
+    (then only C'(1) is imposed); ``maps`` is :func:`local_maps` bound to the activation."""
+    q_slope, xi = targets
 
     def fun(x):
-        a, b = (x[0], fixed_b) if fixed_b is not None else (x[0], x[1])
+        a, b = (x[0], fixed_b) if fixed_b is not None else x
         if not (math.isfinite(a) and math.isfinite(b)) or a == 0.0 or abs(a) > cm.MAX_SCALE:
             return None, None
-        E = moments(_TERMS, a, b, shift[0], check=False)
-        if not np.all(np.isfinite(E)):
+        out = maps(a, b, level=level)
+        if out is None:
             return None, None
-        g = lambda *row: E[_I[row]]
-        mu = g(1, 0, 0, 0)
-        V = g(2, 0, 0, 0) - mu * mu
-        if not V > 0:
-            return None, None
-        shift[0] -= mu
-        da = lambda row, k: (g(*row, k + 2) - (k + 1) * g(*row, k)) / a
-        db = lambda row, k: (g(*row, k + 1) - (k * g(*row, k - 1) if k else 0.0)) / a
-        P0, P00, P01, P1, P11 = (1, 0, 0), (2, 0, 0), (1, 1, 0), (0, 1, 0), (0, 2, 0)
-        dmu = np.array([da(P0, 0), db(P0, 0)])
-        dV = np.array([da(P00, 0), db(P00, 0)]) - 2 * mu * dmu
-        N = g(*P01, 1) - mu * g(*P1, 1)
-        dN = (np.array([da(P01, 1), db(P01, 1)]) - dmu * g(*P1, 1)
-              - mu * np.array([da(P1, 1), db(P1, 1)]))
-        e11 = g(*P11, 0)
-        d11 = np.array([da(P11, 0), db(P11, 0)])
-        ea = np.array([1.0, 0.0])
-        Fq = a * N / V - q_slope
-        Jq = (ea * N + a * dN) / V - a * N * dV / V**2
-        Fc = a * a * e11 / V - xi
-        Jc = (2 * a * ea * e11 + a * a * d11) / V - a * a * e11 * dV / V**2
+        (qs, cs), (jq, jc), _ = out
         if fixed_b is not None:
-            return np.array([Fc]), np.array([[Jc[0]]])
-        if not use_q_slope:
-            return np.array([Fc]), np.array([[Jc[0]]])
-        return np.array([Fq, Fc]), np.array([Jq, Jc])
+            F, J = [cs - xi], [[jc[0]]]
+        else:
+            F, J = [qs - q_slope, cs - xi], [jq, jc]
+        if not math.isfinite(sum(sum(row) for row in J)):
+            return None, None
+        return F, J
     return fun
 
 
-def _output_params(moments, a, b, s):
-    E = moments(_TERMS[[0, 3]], a, b, s)
-    mu, V = E[0], E[1] - E[0] ** 2
-    return float(s - mu), float(1.0 / math.sqrt(V))
+def _converge(maps, x, targets, fixed_b=None):
+    """Newton from ``x`` with the embedded-rule check at the converged point; the panels
+    are refined (and Newton resumed) until the 16- and 24-point rules agree there.
+
+    Returns ``(x, F, ok, level)``."""
+    scale = [1.0 + abs(t) for t in targets]
+    level = 0
+    while True:
+        x, F, ok = cm.newton(_dks_system(maps, targets, level, fixed_b), x)
+        if not ok or level == cm.MAX_LEVEL:
+            return x, F, ok, level
+        b = fixed_b if fixed_b is not None else x[1]
+        fine = maps(x[0], b, level=level)
+        coarse = maps(x[0], b, level=level, coarse=True)
+        if coarse is not None and cm.rule_agrees(fine[0], coarse[0], scale):
+            return x, F, ok, level
+        level += 1
 
 
 def dks(phi, *, network, zeta: float = 1.5, q_slope: float = 1.0,
@@ -152,13 +186,14 @@ def dks(phi, *, network, zeta: float = 1.5, q_slope: float = 1.0,
         warnings.warn("DKS with ReLU is highly discouraged (input_shift is fixed and the "
                       "Q'(1) condition dropped); leaky ReLU is recommended instead",
                       ReluWarning, stacklevel=2)
-        params = _solve_relu(act, xi, digits)
+        params, level = _solve_relu(act, xi, digits)
         targets = {"zeta": zeta, "xi": xi}
-        residuals = _residuals(act, params, {"Q(1)": 1.0, "C(0)": 0.0, "C'(1)": xi}, digits)
+        residuals = _residuals(act, params, {"Q(1)": 1.0, "C(0)": 0.0, "C'(1)": xi}, digits,
+                               level)
     else:
-        params = _solve_smooth(act, q_slope, xi, digits)
+        params, level = _solve_smooth(act, q_slope, xi, digits)
         residuals = _residuals(act, params, {"Q(1)": 1.0, "Q'(1)": q_slope, "C(0)": 0.0,
-                                             "C'(1)": xi}, digits)
+                                             "C'(1)": xi}, digits, level)
     return Transform(method="dks", base=act, params=params, targets=targets,
                      network=repr(net), residuals=residuals, digits=digits)
 
@@ -168,96 +203,128 @@ _STARTS = [(a, b) for a in (0.1, 1.0) for b in (0.0, 1.0, -1.0)]
 
 
 def _solve_smooth(act, q_slope, xi, digits):
-    moments = cm.Moments(act)
+    moments = cm.moments_of(act)
+    maps = cm.LastCall(functools.partial(local_maps, moments))
     center = cm.info(act)["odd_center"]
-    best = None
+    best, degenerate = None, []
     for start in _STARTS:
         if center is not None and start[1] == 0.0:
             continue  # phi odd about (0, c): F is even in beta, its Jacobian singular here
-        shift = [0.0]
-        fun = _dks_system(moments, q_slope, xi, shift)
-        E0 = moments(_TERMS[:1], start[0], start[1], 0.0, check=False)
-        shift[0] = -E0[0]
-        x, F, ok = cm.newton(fun, start)
-        if F is not None and (best is None or np.max(np.abs(F)) < np.max(np.abs(best[1]))):
+        x, F, ok, level = _converge(maps, start, (q_slope, xi))
+        if F is not None and (best is None or max(map(abs, F)) < max(map(abs, best[1]))):
             best = (x, F)
         if ok:
-            a, b = float(x[0]), float(x[1])
-            break
+            a, b = abs(x[0]), (abs(x[1]) if center is not None else x[1])
+            mean, V = maps(a, b, level=level)[2]
+            gamma = cm.output_scale(a * a * V)
+            if gamma is not None:
+                break
+            degenerate.append((a, b))
     else:
-        _fail(act, best, ("Q'(1)", "C'(1)"), (q_slope, xi))
-    a, b = abs(a), (abs(b) if center is not None else b)
-    delta, gamma = _output_params(moments, a, b, -moments(_TERMS[:1], a, b, 0.0)[0])
-    params = {"input_scale": a, "input_shift": b, "output_shift": delta, "output_scale": gamma}
+        if degenerate:
+            cm.raise_degenerate(f"DKS for {act.expr}", degenerate)
+        _fail(act, moments, best, ("Q'(1)", "C'(1)"), (q_slope, xi))
+    params = {"input_scale": a, "input_shift": b, "output_shift": -mean, "output_scale": gamma}
     if digits:
         from ._precise import polish_dks
-        params = polish_dks(act, params, q_slope, xi, digits, fun_float=_float_jacobian(
-            moments, q_slope, xi))
-    return params
-
-
-def _float_jacobian(moments, q_slope, xi):
-    def jac(a, b):
-        shift = [-moments(_TERMS[:1], a, b, 0.0)[0]]
-        return _dks_system(moments, q_slope, xi, shift)(np.array([a, b]))[1]
-    return jac
+        params = polish_dks(act, params, q_slope, xi, digits,
+                            fun_float=lambda a, b: maps(a, b, level=level)[1])
+    return params, level
 
 
 def _solve_relu(act, xi, digits):
-    moments = cm.Moments(act)
+    moments = cm.moments_of(act)
+    maps = cm.LastCall(functools.partial(local_maps, moments))
     b = 1.0 if xi < RELU_SHIFT_LIMIT else -1.0
-    best = None
+    best, degenerate = None, []
     for a0 in (1.0, 0.1):
-        shift = [-moments(_TERMS[:1], a0, b, 0.0)[0]]
-        fun = _dks_system(moments, 1.0, xi, shift, fixed_b=b)
-        x, F, ok = cm.newton(fun, [a0])
+        x, F, ok, level = _converge(maps, [a0], (1.0, xi), fixed_b=b)
         if F is not None and (best is None or abs(F[0]) < abs(best[1][0])):
-            best = (np.array([x[0], b]), F)
+            best = ([x[0], b], F)
         if ok:
-            break
+            a = abs(float(x[0]))
+            mean, V = maps(a, b, level=level)[2]
+            gamma = cm.output_scale(a * a * V)
+            if gamma is not None:
+                break
+            degenerate.append((a, b))
     else:
-        _fail(act, best, ("C'(1)",), (xi,))
-    a = abs(float(x[0]))
+        if degenerate:
+            cm.raise_degenerate(f"DKS for {act.expr}", degenerate)
+        _fail(act, moments, best, ("C'(1)",), (xi,))
+    delta = -mean
     if digits:
-        from ._precise import polish_relu
+        from ._precise import output_params, polish_relu
         a = polish_relu(act, a, b, xi, digits)
         import mpmath
         b = mpmath.mpf(b)
-    delta, gamma = _relu_output(act, moments, a, b, digits)
-    return {"input_shift": b, "input_scale": a, "output_shift": delta, "output_scale": gamma}
+        delta, gamma = output_params(act, a, b, digits)
+    return {"input_shift": b, "input_scale": a, "output_shift": delta,
+            "output_scale": gamma}, level
 
 
-def _relu_output(act, moments, a, b, digits):
-    if digits:
-        from ._precise import output_params
-        return output_params(act, a, b, digits)
-    return _output_params(moments, a, b, -moments(_TERMS[:1], a, b, 0.0)[0])
+def _fail(act, moments, best, names, targets):
+    """UnreachableTargetError naming the worst condition and its value at the reported
+    parameters, evaluated there (``target + F`` would cancel for huge targets)."""
+    at = None
+    if best is not None:
+        out = local_maps(moments, best[0][0], best[0][1])
+        if out is not None:
+            a = best[0][0]
+            mean, V = out[2]
+            # the full parameter set, so the reported value can be reproduced
+            at = ([*best[0], -mean, 1.0 / math.sqrt(a * a * V)], best[1])
+            values = dict(zip(("Q'(1)", "C'(1)"), out[0]))
+    cm.raise_stalled(f"DKS for {act.expr}", names, targets, at or best,
+                     ("input_scale", "input_shift", "output_shift", "output_scale"),
+                     values=(lambda x: [values[n] for n in names]) if at else None)
 
 
-def _fail(act, best, names, targets):
-    cm.raise_stalled(f"DKS for {act.expr}", names, targets, best,
-                     ("input_scale", "input_shift"))
-
-
-def _residuals(act, params, conditions, digits):
+def _residuals(act, params, conditions, digits, level):
     if digits:
         from ._precise import residuals_mp
         return residuals_mp(act, params, conditions, digits)
-    return residuals_float(act, params, conditions)
+    return residuals_float(act, params, conditions, level=level)
 
 
-_RES_ROWS, _RI = cm.terms_array([(2, 0, 0, 0), (1, 1, 0, 1), (1, 0, 0, 0), (0, 2, 0, 0),
-                                 (0, 0, 2, 0)])
+def residuals_float(act, params, conditions, *, level=None):
+    """Float64 evaluation of the local maps of the transformed activation, afresh from the
+    final parameters.
 
+    With ``e = phi(b) + output_shift`` and ``v = e / a + u`` (``u`` the difference quotient
+    of :meth:`~kernelshape.maps.gauss.Moments.frame`), ``phi_hat = g a v`` and
 
-def residuals_float(act, params, conditions):
-    """Independent float64 evaluation of the local maps of the transformed activation."""
+        Q(1) = g^2 a^2 E[v^2],   Q'(1) = g^2 a^2 E[v phi' z],   C(0) = (g a E[v])^2 / Q(1),
+        C'(1) = E[phi'^2] / E[v^2],   C''(1) = a^2 E[phi''^2] / E[v^2],
+
+    with no cancellation for small input scales. ``level``: the panel level the solver
+    accepted; None refines from level 0 until the embedded rule agrees.
+    """
     a, b = params.get("input_scale", 1.0), params.get("input_shift", 0.0)
     d, g = params["output_shift"], params["output_scale"]
-    E = cm.Moments(act)(_RES_ROWS, a, b, d)
-    q1 = g * g * E[0]
-    values = {"Q(1)": q1, "Q'(1)": g * g * a * E[1], "C(0)": (g * E[2]) ** 2 / q1,
-              "C'(1)": g * g * a * a * E[3] / q1, "C''(1)": g * g * a**4 * E[4] / q1}
+    moments = cm.moments_of(act)
+
+    def maps(lev, coarse=False):
+        fr = moments.frame(a, b, level=lev, coarse=coarse)
+        v = (fr.pb + d) / a + fr.u
+        vw = v * fr.w
+        # numpy scalars: a zero or overflowing value gives inf/nan, never an exception
+        S, m, n1 = v @ vw, vw.sum(), vw @ (fr.f1 * fr.z)
+        ga2 = np.float64(g) ** 2 * a * a
+        q1 = ga2 * S
+        return {"Q(1)": q1, "Q'(1)": ga2 * n1, "C(0)": ga2 * m * m / q1,
+                "C'(1)": (fr.f1 @ (fr.f1 * fr.w)) / S,
+                "C''(1)": a * a * (fr.f2 @ (fr.f2 * fr.w)) / S}
+
+    with np.errstate(all="ignore"):
+        if level is None:
+            for lev in range(cm.MAX_LEVEL + 1):
+                values, coarse = maps(lev), maps(lev, coarse=True)
+                names = list(conditions)
+                if cm.rule_agrees([values[k] for k in names], [coarse[k] for k in names],
+                                  [1.0 + abs(values[k]) for k in names]):
+                    break
+        else:
+            values = maps(level)
     return tuple(Residual(name, float(target), float(values[name]))
                  for name, target in conditions.items())
-

@@ -6,16 +6,24 @@ THEORY.md §5).
       Q(1) = 1,   Q'(1) = 1,   C'(1) = 1,   C''(1) = tau_local,
 
   ``tau_local`` solving ``M_{f, y -> t + y}(0) = tau`` (the maximal curvature function).
-  ``gamma`` follows from Q(1) = 1; ``(alpha, beta, delta)`` are solved by damped Newton with
-  an analytic Jacobian from the ``dks`` starting values in its order (output shifts taken
-  relative to ``-E[phi]``); the first converged start wins, rejecting solutions with
-  ``alpha * gamma >= 2`` as ``dks`` does (unstable Q maps).
+  ``gamma`` follows from Q(1) = 1. Several branches of solutions exist for some
+  activations (asinh, softsign, elu, ...); to return the one ``dks`` returns,
+  ``(alpha, beta, delta)`` are searched as ``dks`` searches them: MINPACK's hybrid Powell
+  method (``scipy.optimize.root(method="hybr")``, with the analytic Jacobian) from dks's
+  starting values in its order, rejecting ``alpha * gamma >= 2`` (unstable Q maps); the
+  first success is polished by damped Newton to float64 precision. If that finds nothing,
+  a Newton multi-start from the same values decides (or names the closest value reached).
+  The conditions are ratios of moments of order one (:func:`local_maps`) in the unknowns
+  ``(alpha, beta, e = phi(beta) + delta)``, so small ``tau`` (``alpha -> 0``, where
+  ``phi + delta ~ alpha``) keeps full precision.
 * Leaky ReLU: ``phi_hat = sqrt(2 / (1 + a^2)) LReLU_a`` with ``a`` solving
   ``M_{f, C_a}(0) = eta``.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 
 import numpy as np
@@ -29,52 +37,120 @@ from .result import Transform
 
 __all__ = ["tat"]
 
-_ROWS = [(2, 0, 0, 0), (2, 0, 0, 1), (2, 0, 0, 2), (1, 0, 0, 0),
-         (1, 1, 0, 0), (1, 1, 0, 1), (1, 1, 0, 2), (1, 1, 0, 3), (0, 1, 0, 1),
-         (0, 2, 0, 0), (0, 2, 0, 1), (0, 2, 0, 2),
-         (0, 0, 2, 0), (0, 0, 2, 1), (0, 0, 2, 2)]
-_TERMS, _I = cm.terms_array(_ROWS)
+#: dks's starting points in its order: input_scale (1, 0.1) x input_shift (0, 1, -1) x
+#: output_shift (0, 1, -1); then 32 uniform draws after ``np.random.seed(123)`` (dks 0.1.2).
+_DKS_STARTS = [*itertools.product((1.0, 0.1), (0.0, 1.0, -1.0), (0.0, 1.0, -1.0))]
+#: Fallback Newton multi-start (when hybr finds nothing): the same values, output shifts
+#: taken relative to -E[phi(alpha z + beta)] (from raw values Newton stalls where Q(1) is
+#: far from 1).
+_STARTS = _DKS_STARTS
+_NUDGE = 0.1
+#: Newton steps are taken in (input_scale, input_shift, output_shift) while the input scale
+#: is at least this, in (input_scale, input_shift, e) below (see :func:`_mover`).
+SHIFT_STEPS_ABOVE = 0.01
 
 
-def _tat_system(moments, tau_local):
+def local_maps(moments, a, b, e, *, level=0, coarse=False, shift=None, gradients=True):
+    r"""``Q'(1)``, ``C'(1)``, ``C''(1)`` at input scale ``a``, input shift ``b`` and output
+    shift ``e - phi(b)`` (or ``shift``, given instead of ``e``), output scale from
+    Q(1) = 1; their gradients in ``(a, b, e)`` (None without ``gradients``); and
+    ``(phi(b), E[v^2], phi'(b))``.
+
+    With ``u = (phi(a z + b) - phi(b)) / a`` (:meth:`~kernelshape.maps.gauss.Moments.frame`)
+    and ``v = e / a + u`` (so ``phi + output_shift = a v``), ``S = E[v^2]``:
+
+        Q'(1) = E[v phi' z] / S,   C'(1) = E[phi'^2] / S,   C''(1) = a^2 E[phi''^2] / S,
+
+    ratios of quantities of order one even as ``a -> 0`` (where ``e ~ a^2``). Gradients by
+    the chain rule (``d phi'/da = phi'' z``), except those of ``E[phi''^2]``, by the score
+    identities ``d/da E[g] = E[g (z^2 - 1)] / a`` and ``d/db E[g] = E[g z] / a`` (no third
+    derivative needed; the factor ``a^2`` keeps them accurate as ``a -> 0``). Returns None
+    where a value is not finite.
+    """
+    if not math.isfinite(a + b + (e if shift is None else shift)) or a == 0.0:
+        return None
+    fr = moments.frame(a, b, level=level, coarse=coarse, gradients=gradients)
+    z, w = fr.z, fr.w
+    if shift is not None:   # the output shift given instead of e
+        e = fr.pb + shift
+    c = e / a
+    v = c + fr.u
+    if not gradients:
+        vw, f1w = v * w, fr.f1 * w
+        S, N, e11, e22 = v @ vw, vw @ (fr.f1 * z), fr.f1 @ f1w, fr.f2 @ (fr.f2 * w)
+        if not (S > 0 and math.isfinite(S + N + e11 + e22)):
+            return None
+        return (N / S, e11 / S, a * a * e22 / S), None, (fr.pb, S, fr.p1b)
+    f2z = fr.f2 * z
+    G = cm.gram([np.ones_like(z), v, fr.f1, fr.f1 * z, fr.ua - c / a, fr.ub, fr.f2, f2z,
+                 f2z * z], w)
+    S, N, e11, e22 = G[1][1], G[1][3], G[2][2], G[6][6]
+    if not (S > 0 and math.isfinite(S + N + e11 + e22 + G[7][7])):
+        return None
+    dS = (2 * G[1][4], 2 * G[1][5], 2 * G[0][1] / a)
+    dN = (G[4][3] + G[1][8], G[5][3] + G[1][7], G[0][3] / a)
+    de = (2 * G[2][7], 2 * G[2][6], 0.0)
+    a2 = a * a
+    d22 = (a * (e22 + G[7][7]), a * G[6][7], 0.0)
+    values = (N / S, e11 / S, a2 * e22 / S)
+    grads = ([(dN[j] - N * dS[j] / S) / S for j in range(3)],
+             [(de[j] - e11 * dS[j] / S) / S for j in range(3)],
+             [(d22[j] - a2 * e22 * dS[j] / S) / S for j in range(3)])
+    return values, grads, (fr.pb, S, fr.p1b)
+
+
+def _tat_system(maps, tau_local, level):
+    """``fun(x) -> (F, J)`` for Newton, ``x = (a, b, e)``; ``J`` in the coordinates of
+    the step (see :func:`_mover`)."""
+    targets = (1.0, 1.0, tau_local)
+
     def fun(x):
-        a, b, d = x
-        if not all(math.isfinite(v) for v in x) or a == 0.0 or abs(a) > cm.MAX_SCALE:
+        a, b, e = x
+        if not math.isfinite(a + b + e) or a == 0.0 or abs(a) > cm.MAX_SCALE:
             return None, None
-        E = moments(_TERMS, a, b, d, check=False)
-        if not np.all(np.isfinite(E)):
+        out = maps(a, b, e, level=level)
+        if out is None:
             return None, None
-        g = lambda *row: E[_I[row]]
-        da = lambda row, k: (g(*row, k + 2) - (k + 1) * g(*row, k)) / a
-        db = lambda row, k: (g(*row, k + 1) - (k * g(*row, k - 1) if k else 0.0)) / a
-        P00, P01, P11, P22 = (2, 0, 0), (1, 1, 0), (0, 2, 0), (0, 0, 2)
-        S = g(*P00, 0)
-        if not S > 0:
+        values, J, (_, _, p1b) = out
+        if abs(a) >= SHIFT_STEPS_ABOVE:   # e = phi(b) + d: de/db = phi'(b) at fixed d
+            J = [[row[0], row[1] + p1b * row[2], row[2]] for row in J]
+        if not math.isfinite(sum(J[0]) + sum(J[1]) + sum(J[2])):
             return None, None
-        dS = np.array([da(P00, 0), db(P00, 0), 2 * g(1, 0, 0, 0)])
-        N = g(*P01, 1)
-        dN = np.array([da(P01, 1), db(P01, 1), g(0, 1, 0, 1)])
-        e11, e22 = g(*P11, 0), g(*P22, 0)
-        d11 = np.array([da(P11, 0), db(P11, 0), 0.0])
-        d22 = np.array([da(P22, 0), db(P22, 0), 0.0])
-        ea = np.array([1.0, 0.0, 0.0])
-        F = np.array([a * N / S - 1.0, a * a * e11 / S - 1.0, a**4 * e22 / S - tau_local])
-        J = np.array([
-            (ea * N + a * dN) / S - a * N * dS / S**2,
-            (2 * a * ea * e11 + a * a * d11) / S - a * a * e11 * dS / S**2,
-            (4 * a**3 * ea * e22 + a**4 * d22) / S - a**4 * e22 * dS / S**2,
-        ])
-        return F, J
+        return [v - t for v, t in zip(values, targets)], J
     return fun
 
 
-_NUDGE = 0.1
-# Output-shift starts are offsets from -E[phi(alpha z + beta)] (centred): from raw values
-# Newton stalls where Q(1) is far from 1, and the centred starts reach dks's branch more often.
-_CENTRED = True
-# dks's starting values in its order (input_scale 1, 0.1; input_shift and output_shift
-# 0, 1, -1; output shifts centred, see _CENTRED).
-_STARTS = [(a, b, d) for a in (1.0, 0.1) for b in (0.0, 1.0, -1.0) for d in (0.0, 1.0, -1.0)]
+def _mover(moments):
+    """Newton steps in ``(a, b, output_shift)`` while ``|a| >= SHIFT_STEPS_ABOVE`` (the path,
+    and so the branch found, of a solver in dks's coordinates), the iterate being kept as
+    ``(a, b, e = phi(b) + output_shift)``: ``e`` moves by the shift's step plus
+    ``phi(b + db) - phi(b)``, computed without cancellation. Below, steps in ``e`` itself:
+    as ``a -> 0``, ``phi + output_shift ~ a`` and the b- and shift-columns of the Jacobian
+    in dks's coordinates become parallel."""
+    def move(x, step, t):
+        a, b, e = x
+        if abs(a) < SHIFT_STEPS_ABOVE:
+            return [a + t * step[0], b + t * step[1], e + t * step[2]]
+        db = t * step[1]
+        return [a + t * step[0], b + db, e + t * step[2] + moments.difference(b, b + db)]
+    return move
+
+
+def _converge(maps, moments, x, tau_local):
+    """Newton from ``x``, then the embedded-rule check at the converged point (refining
+    the panels and resuming Newton until the 16- and 24-point rules agree there)."""
+    scale = (2.0, 2.0, 1.0 + tau_local)
+    level = 0
+    while True:
+        x, F, ok = cm.newton(_tat_system(maps, tau_local, level), x,
+                             move=_mover(moments))
+        if not ok or level == cm.MAX_LEVEL:
+            return x, F, ok, level
+        fine = maps(*x, level=level)
+        coarse = maps(*x, level=level, coarse=True)
+        if coarse is not None and cm.rule_agrees(fine[0], coarse[0], scale):
+            return x, F, ok, level
+        level += 1
 
 
 def tat(phi, *, network, tau: float = 0.3, eta: float = 0.9,
@@ -129,56 +205,118 @@ def tat(phi, *, network, tau: float = 0.3, eta: float = 0.9,
     if any(order <= 1 for order in cm.info(act)["kink_orders"]):
         cm.unsupported_kink(act, "TAT", "C''(1)")
     tau_local = local_curvature(net, tau)
-    params = _solve_smooth(act, tau_local, digits)
+    params, level = _solve_smooth(act, tau_local, digits)
     conditions = {"Q(1)": 1.0, "Q'(1)": 1.0, "C'(1)": 1.0, "C''(1)": tau_local}
     if digits:
         from ._precise import residuals_mp
         residuals = residuals_mp(act, params, conditions, digits)
     else:
-        residuals = residuals_float(act, params, conditions)
+        residuals = residuals_float(act, params, conditions, level=level)
     return Transform(method="tat", base=act, params=params,
                      targets={"tau": tau, "tau_local": tau_local}, network=repr(net),
                      residuals=residuals, digits=digits)
 
 
+def _dks_random_starts():
+    rng = np.random.RandomState(123)
+    return [tuple(rng.uniform(lo, hi) for lo, hi in ((0.0, 2.0), (-3.0, 3.0), (-3.0, 3.0)))
+            for _ in range(50 - len(_DKS_STARTS))]
+
+
+def _hybr_branch(moments, maps, tau_local, center):
+    """The solution ``dks`` finds: MINPACK's hybrid Powell method (``scipy.optimize.root``,
+    ``method="hybr"``, as dks uses it) from dks's starts in its order, on the same
+    conditions in dks's coordinates ``(input_scale, input_shift, output_shift)`` (with the
+    analytic Jacobian instead of dks's forward differences); the first success that is
+    not rejected (``alpha * gamma >= 2``) is polished by Newton to float64 precision.
+    Returns ``(a, b, e, gamma, level)``, or None (then the Newton multi-start decides;
+    also without scipy, a branch that may differ from dks's)."""
+    try:
+        from scipy.optimize import root
+    except ImportError:   # pragma: no cover - scipy is installed with kernelshape
+        return None
+
+    targets = (1.0, 1.0, tau_local)
+    nan3 = np.full(3, np.nan)
+
+    def fun(p):
+        a, b, d = (float(v) for v in p)
+        if abs(a) > cm.MAX_SCALE:
+            return nan3
+        out = local_maps(moments, a, b, 0.0, shift=d, gradients=False)
+        if out is None:
+            return nan3
+        return np.array([v - t for v, t in zip(out[0], targets)])
+
+    def jac(p):
+        a, b, d = (float(v) for v in p)
+        out = local_maps(moments, a, b, 0.0, shift=d) if abs(a) <= cm.MAX_SCALE else None
+        if out is None:
+            return np.full((3, 3), np.nan)
+        p1b = out[2][2]
+        return np.array([[r[0], r[1] + p1b * r[2], r[2]] for r in out[1]])
+
+    tried = set()
+    for start in itertools.chain(_DKS_STARTS, _dks_random_starts()):
+        if center is not None and (start[0], -start[1], -2.0 * center - start[2]) in tried:
+            continue   # phi odd about (0, c): the mirror image of a start already tried
+        tried.add(start)
+        with np.errstate(all="ignore"):
+            sol = root(fun, np.array(start), jac=jac, method="hybr")
+        if not sol.success:
+            continue
+        a, b, d = (float(v) for v in sol.x)
+        out = local_maps(moments, a, b, 0.0, shift=d, gradients=False)
+        if out is None or abs(a) >= 2.0 * math.sqrt(a * a * out[2][1]):
+            continue   # dks's rejection: input_scale * output_scale >= 2
+        x, _, ok, level = _converge(maps, moments, (a, b, out[2][0] + d), tau_local)
+        if not ok:
+            continue
+        a, b, e = x
+        gamma = cm.output_scale(a * a * maps(a, b, e, level=level)[2][1])
+        if gamma is None or abs(a) * gamma >= 2.0:
+            continue
+        return a, b, e, gamma, level
+    return None
+
+
 def _solve_smooth(act, tau_local, digits):
-    moments = cm.Moments(act)
+    moments = cm.moments_of(act)
+    maps = cm.LastCall(functools.partial(local_maps, moments))
     center = cm.info(act)["odd_center"]
-    fun = _tat_system(moments, tau_local)
-    best, found, rejected = None, None, []
-    for start in _STARTS:
+    best, found, rejected, degenerate = None, None, [], []
+    hit = _hybr_branch(moments, maps, tau_local, center)
+    if hit is not None:
+        a, b, e, gamma, level = hit
+        found = (a, b, e - maps(a, b, e, level=level)[2][0], gamma)
+    for start in _STARTS if found is None else ():
         if center is not None and start[1] == 0.0 and start[2] == -center:
             # phi odd about (0, c): the start is a fixed point of the symmetry and J is
             # singular there; nudge beta (the sign is immaterial, results are canonical).
             start = (start[0], _NUDGE, start[2])
-        if _CENTRED:
-            start = (start[0], start[1], start[2] - moments(_TERMS[3:4], start[0], start[1])[0])
-        x, F, ok = cm.newton(fun, start)
-        if F is not None and (best is None or np.max(np.abs(F)) < np.max(np.abs(best[1]))):
+        a0, b0, d0 = start
+        fr = moments.frame(a0, b0)
+        # e = phi(b) + output_shift, d0 taken relative to -E[phi] = -phi(b) - a E[u]
+        e0 = d0 - a0 * float(fr.u @ fr.w)
+        x, F, ok, level = _converge(maps, moments, (a0, b0, e0), tau_local)
+        if F is not None and (best is None or max(map(abs, F)) < max(map(abs, best[1]))):
             best = (x, F)
         if ok:
-            a, b, d = (float(v) for v in x)
-            gamma = 1.0 / math.sqrt(moments(_TERMS[:1], a, b, d)[0])
-            if abs(a) * gamma >= 2.0:
-                rejected.append((a, b, d, gamma))
+            a, b, e = x
+            pb, S, _ = maps(a, b, e, level=level)[2]
+            gamma = cm.output_scale(a * a * S)
+            if gamma is None:
+                degenerate.append((a, b))
                 continue
-            found = (a, b, d, gamma)
+            if abs(a) * gamma >= 2.0:
+                rejected.append((a, b, e - pb, gamma))
+                continue
+            found = (a, b, e - pb, gamma)
             break
     if found is None:
-        names = ("Q'(1)", "C'(1)", "C''(1)")
-        targets = (1.0, 1.0, tau_local)
-        if rejected:
-            raise UnreachableTargetError(
-                f"TAT: the only solutions found for {act.expr} have input_scale * "
-                f"output_scale >= 2 (rejected as in dks: unstable Q maps): {rejected}")
-        if best is None:
-            raise UnreachableTargetError(f"TAT: no parameters of {act.expr} meet the conditions")
-        x, F = best
-        i = int(np.argmax(np.abs(F)))
-        raise UnreachableTargetError(
-            f"TAT: the condition {names[i]} = {targets[i]!r} cannot be met for {act.expr}; "
-            f"closest value reached {names[i]} = {targets[i] + F[i]!r} at input_scale="
-            f"{x[0]!r}, input_shift={x[1]!r}, output_shift={x[2]!r}")
+        if degenerate and not rejected:
+            cm.raise_degenerate(f"TAT for {act.expr}", degenerate)
+        _fail(act, moments, best, rejected, tau_local)
     a, b, d, gamma = found
     # Canonical representative: alpha > 0 (maps are even in alpha); for phi odd about
     # (0, c) also beta >= 0 via (beta, delta) -> (-beta, -2c - delta).
@@ -190,9 +328,33 @@ def _solve_smooth(act, tau_local, digits):
         from ._precise import polish_tat
 
         def jac(av, bv, dv):
-            return fun(np.array([av, bv, dv]))[1]
+            # from (a, b, e) to (a, b, d): e = phi(b) + d, so de/db = phi'(b)
+            pb, p1b, _ = moments.derivatives(bv)
+            J = local_maps(moments, av, bv, pb + dv, level=level)[1]
+            return [[row[0], row[1] + p1b * row[2], row[2]] for row in J]
         params = polish_tat(act, params, tau_local, digits, jac)
-    return params
+    return params, level
+
+
+def _fail(act, moments, best, rejected, tau_local):
+    names = ("Q'(1)", "C'(1)", "C''(1)")
+    targets = (1.0, 1.0, tau_local)
+    if rejected:
+        raise UnreachableTargetError(
+            f"TAT: the only solutions found for {act.expr} have input_scale * "
+            f"output_scale >= 2 (rejected as in dks: unstable Q maps): {rejected}")
+    if best is None:
+        raise UnreachableTargetError(f"TAT: no parameters of {act.expr} meet the conditions")
+    x, F = best
+    i = int(np.argmax(np.abs(F)))
+    out = local_maps(moments, *x)
+    # the value at the reported point, computed (target + F cancels for large targets)
+    reached = out[0][i] if out is not None else targets[i] + F[i]
+    d = x[2] - moments.derivatives(x[1])[0]
+    raise UnreachableTargetError(
+        f"TAT: the condition {names[i]} = {targets[i]!r} cannot be met for {act.expr}; "
+        f"closest value reached {names[i]} = {float(reached)!r} at input_scale="
+        f"{float(x[0])!r}, input_shift={float(x[1])!r}, output_shift={float(d)!r}")
 
 
 def _tat_leaky(act, net, eta, digits):
