@@ -17,17 +17,22 @@ extends:
 
 Output shifts and scales ``g (. + d)`` are added through ``E[phi]``. ``Q(q) = K(1; q)`` and
 ``C = K / Q``; orders 1 and 2 are derivatives in q (for Q) or c (for C).
+
+The float64 fast path evaluates the two-slope family through :func:`homogeneous_c_map`.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 
+import numpy as np
 import sympy as sp
 
 from ..parsing import X, as_sympy
 
-__all__ = ["C", "Q", "c_map_expr", "kernel_expr", "q_map_expr"]
+__all__ = ["C", "Q", "c_map_expr", "homogeneous_c_map", "homogeneous_slopes", "kernel_expr",
+           "q_map_expr"]
 
 #: The symbols of the closed forms.
 Q = sp.Symbol("q", positive=True)
@@ -213,3 +218,65 @@ def c_map_expr(act, order: int = 0, q=1):
     c_expr = k.subs(Q, q) / k.subs(C, 1).subs(Q, q)
     c_expr = sp.simplify(c_expr) if c_expr.count_ops() < 60 else c_expr
     return sp.diff(c_expr, C, order) if order else c_expr
+
+
+# -- float64 (the positively homogeneous route of kernelshape.maps.fast) -------------------
+def homogeneous_slopes(prep, base):
+    """(s_l, s_r) when ``f(u) = s_l u`` for u < 0 and ``s_r u`` for u > 0, else None
+    (``prep``: the per-(activation, q) data of :mod:`kernelshape.maps.fast`).
+
+    Example:
+        >>> from kernelshape import activation
+        >>> from kernelshape.maps import fast
+        >>> phi = activation("leaky_relu", negative_slope=0.2)
+        >>> homogeneous_slopes(fast.prepared(phi, 4.0), phi)          # slopes times sqrt(q)
+        (0.4, 2.0)
+    """
+    if prep.beta != 0.0 or prep.D != 0.0 or len(base.pieces) != 2:
+        return None
+    if [k.location for k in base.kinks] != [0.0]:
+        return None
+    for piece in base.pieces:
+        e = base.branches[piece.branch]
+        if sp.simplify(sp.diff(e, X, 2)) != 0 or sp.simplify(e.subs(X, 0)) != 0:
+            return None
+    branch = prep._branch_of(np.array([-1.0, 1.0]))
+    d1 = prep.r(1, np.array([-1.0, 1.0]), branch)
+    return float(d1[0]), float(d1[1])
+
+
+def _relu_r(c):
+    """R(c) = sqrt(1 - c^2) + c arccos(-c) = sin(p) - p cos(p), p = arccos(-c), stably."""
+    p = np.arccos(-c)
+    out = np.sqrt((1.0 - c) * (1.0 + c)) + c * p
+    small = p < 1.0
+    if small.any():
+        ps = p[small]
+        term = ps ** 3 / 3.0
+        acc = term.copy()
+        for m in range(2, 14):
+            term = -term * ps * ps * (2 * m) / ((2 * m - 2) * (2 * m) * (2 * m + 1))
+            acc += term
+        out[small] = acc
+    return out
+
+
+def homogeneous_c_map(slopes, c, order):
+    """C^(order) of ``s_l u 1{u<0} + s_r u 1{u>0}`` at |c| < 1, float64 (THEORY.md §1):
+    ``K(c) = s_l s_r c + (s_r - s_l)^2 R(c) / (2 pi)``, ``R(c) = sqrt(1 - c^2) +
+    c arccos(-c)`` (a series near ``c = -1``, where it cancels).
+
+    Example:
+        >>> float(homogeneous_c_map((0.0, 1.0), np.array([0.0]), 0)[0] * math.pi)   # ReLU
+        1.0
+    """
+    sl, sr = slopes
+    q_norm = 0.5 * (sl * sl + sr * sr)
+    jump2 = (sr - sl) ** 2 / (2.0 * math.pi)
+    if order == 0:
+        k = sl * sr * c + jump2 * _relu_r(c)
+    elif order == 1:
+        k = sl * sr + jump2 * np.arccos(-c)
+    else:
+        k = jump2 / np.sqrt((1.0 - c) * (1.0 + c))
+    return k / q_norm

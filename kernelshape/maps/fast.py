@@ -1,27 +1,31 @@
 """Q and C maps in float64: the default fast path (THEORY.md §1).
 
 Everything is computed in standardized coordinates ``f(u) = phi(sqrt(q) u)``; for a
-transformed activation ``g (phi(a x + b) + d)`` the kernels get ``alpha = a sqrt(q)``,
+transformed activation ``g (phi(a x + b) + d)`` the rules get ``alpha = a sqrt(q)``,
 ``beta = b`` and fold ``(d, g)`` in pointwise (so ``phi + d`` never cancels against an
-expanded ``d^2``), sharing the base activation's compiled numba module.
+expanded ``d^2``), sharing the base activation's branch functions and numba module.
+
+One-dimensional integrals (Q, C at c = -1, 0, 1, the Hermite projections) evaluate the
+branches with numpy (:func:`kernelshape.maps._vector.fused_branches`, the solvers' printing
+of :mod:`kernelshape._jit`): a fresh process answers ``q_map`` and smooth or ReLU-like
+``c_map`` calls in about 0.1 s, without numba's start-up. Only the two-dimensional rule
+loads the numba module. The z-range is ``|z| <= 10 + 2.2 alpha growth``, widened while
+``f^2`` still has mass at its ends (``relu(0.3 x - 3)`` lives beyond z = 10).
 
 Routes, chosen per (activation, q) and cached on the activation:
 
-* **Q, Q', Q''**: one-dimensional composite Gauss-Legendre quadrature split at the kinks,
-  differentiating the Gaussian density rather than phi (no Dirac terms, exact for jumps):
-  ``Q^(k)(q) = E[phi(sqrt q z)^2 He_2k(z)] / (2 q)^k``. An embedded coarser rule gives an
-  error estimate; failure raises :class:`~kernelshape.errors.ConvergenceError`.
-* **C^(k) at c = +-1**: one-dimensional integrals ``E[f^(k)(U) f^(k)(+-U)] / Q`` with the
-  Dirac masses of ``f^(k)`` at kinks added (``inf`` where two masses meet, e.g. ``C''(1)``
-  of ReLU); ``C(1) = 1`` exactly.
+* **Q, Q', Q''**: composite Gauss-Legendre quadrature split at the kinks of
+  ``Q^(k)(q) = E[h He_2k(z)] / (2 q)^k``, ``h = f^2`` (no Dirac terms), or of the same
+  integrated by parts twice (``h'' = 2 (f'^2 + f f'')`` plus jump terms at kinks), whichever
+  sums smaller terms. An embedded coarser rule gives an error estimate; failure raises
+  :class:`~kernelshape.errors.ConvergenceError`.
+* **C^(k) at c = +-1**: ``E[f^(k)(U) f^(k)(+-U)] / Q`` with the Dirac masses of ``f^(k)`` at
+  kinks added (``inf`` where two masses meet, e.g. ``C''(1)`` of ReLU); ``C(1) = 1``.
+  **At c = 0**: ``E[f^(k)]^2 / Q`` (``E[f^(k)] = E[f He_k]``, or directly with the masses).
 * **Positively homogeneous piecewise-linear activations** (ReLU, leaky ReLU, unshifted):
-  the closed form ``K(c) = s_l s_r c + (s_r - s_l)^2 R(c) / (2 pi)``,
-  ``R(c) = sqrt(1 - c^2) + c arccos(-c)`` (series near ``c = -1`` where it cancels).
-* **Smooth activations**: the Hermite series ``C(c) = sum_n b_n^2 c^n / Q``,
-  ``b_n = E[f(z) He_n(z)] / sqrt(n!)``, coefficients from one 1-D quadrature, kept only when
-  the tail is below 1e-19 and Parseval's identities ``sum b_n^2 = E[f^2]``,
-  ``sum n b_n^2 = E[f'^2]``, ``sum n(n-1) b_n^2 = E[f''^2]`` hold to 1e-14 (this checks the
-  series at c = 1, its worst point).
+  the closed form :func:`kernelshape.maps.closed_forms.homogeneous_c_map`.
+* **Smooth activations**: the Hermite series ``C(c) = sum_n b_n^2 c^n / Q``
+  (:func:`kernelshape.maps.hermite.float64_series`: Parseval-checked at c = 1).
 * **Everything else** (kinks, jumps, slowly converging series): a two-dimensional
   Gauss-Legendre rule (numba, ``kernelshape/_kernels/cmap.py``) with ``V = c U + s W``,
   split at the kinks in both variables and graded around the kinks' images as
@@ -41,6 +45,8 @@ import math
 import numpy as np
 
 from ..errors import ConvergenceError, UnsupportedError
+from . import closed_forms, hermite
+from ._vector import fused_branches
 from .gauss import gauss_legendre
 
 __all__ = ["c_map", "prepared", "q_map"]
@@ -50,8 +56,6 @@ _H_2D = 2.0          # panel width (u and w) of the 2-D rule
 _GL_1D, _GL_1D_COARSE = 20, 14
 _H_1D = 1.0
 _X_DENSE = 24.0      # |x| below which base-coordinate panels are at most 2 wide
-_SERIES_SIZES = (96, 384, 1536)
-_PARSEVAL_RTOL = 1e-14
 _ACCEPT_1D = 1e-11   # accepted distance fine vs coarse 1-D rule, relative to E|integrand|
 _CACHE_SIZE = 32
 #: Arrays with at least this many interior c values of a kinked activation use the theta
@@ -61,6 +65,10 @@ _CHEB_N = 24
 _CHEB_DEPTH = 6
 _CHEB_TOL = 2e-15
 _INV_SQRT_2PI = 0.3989422804014327
+#: The z-range grows (by 2 at a time, up to _T_LIMIT) until the density of phi^2 at its ends
+#: is below _TAIL_RTOL * Q.
+_TAIL_RTOL = 1e-20
+_T_LIMIT = 40.0
 
 
 def prepared(act, q: float) -> _Prepared:
@@ -88,11 +96,14 @@ def c_map(act, c: np.ndarray, q: float, order: int) -> np.ndarray:
     flat = np.ascontiguousarray(c, dtype=np.float64).ravel()
     out = np.empty_like(flat)
     top, bottom = flat == 1.0, flat == -1.0
-    inside = ~(top | bottom)
+    zero = (flat == 0.0) if prep._homogeneous is None else np.zeros_like(top)
+    inside = ~(top | bottom | zero)
     if top.any():
         out[top] = prep.at_plus_one(order)
     if bottom.any():
         out[bottom] = prep.at_minus_one(order)
+    if zero.any():
+        out[zero] = prep.at_zero(order)
     if inside.any():
         out[inside] = prep.interior(flat[inside], order)
     if np.isnan(out).any():
@@ -110,25 +121,47 @@ class _Prepared:
         base = act.base
         self.expr, self.q = act.expr, q
         self.alpha, self.beta, self.G, self.D = a * math.sqrt(q), b, g, d
-        self.mod = base.jit
+        self._base = base
+        self._fns = fused_branches(base)
+        self._rules, self._memo = {}, {}
         self.lo, self.hi, self.br = base._piece_arrays
         self.t_max = 10.0 + 2.2 * abs(self.alpha) * base.growth
         self.kinks = [((k.location - b) / self.alpha, k.order, k.jumps) for k in base.kinks]
         self._series = None
-        self._homogeneous = _homogeneous_slopes(self, base) if len(base.pieces) == 2 else None
-        try:
-            self._set_features(base, dense=False)
-            self.Q = self._integrate(lambda z, v: v[0] ** 2, 0, "E[phi^2]")
-        except ConvergenceError:
-            # structure far out (e.g. sin at a large input scale): panels 2 wide everywhere
-            self._set_features(base, dense=True)
-            self.Q = self._integrate(lambda z, v: v[0] ** 2, 0, "E[phi^2]")
+        self._homogeneous = (closed_forms.homogeneous_slopes(self, base)
+                             if len(base.pieces) == 2 else None)
+        dense = False
+        while True:
+            try:
+                self._set_features(base, dense=dense)
+                self.Q = self._integrate(lambda z, v: v[0] ** 2, 0, "E[phi^2]")
+            except ConvergenceError:
+                if dense:
+                    raise
+                # structure far out (e.g. sin at a large input scale): panels 2 wide everywhere
+                dense = True
+                continue
+            if self.t_max >= _T_LIMIT or (self.Q != 0.0 and not self._mass_beyond_range()):
+                break
+            self.t_max += 2.0
+        if not (self.Q > 0.0 and math.isfinite(self.Q)):
+            raise ConvergenceError(
+                f"E[phi^2] of {self.expr} at q = {q:g} is {self.Q!r} in float64 (underflow "
+                "or overflow); use digits=N")
+
+    def _mass_beyond_range(self):
+        """Whether ``f(z)^2 N(z)`` at ``|z| = t_max`` is not negligible against Q (e.g.
+        ``relu(0.3 x - 3)``, whose whole mass lies beyond z = 10)."""
+        ends = np.array([-self.t_max, self.t_max])
+        tail = self.r(0, ends, self._branch_of(ends)) ** 2 * _INV_SQRT_2PI * math.exp(
+            -0.5 * self.t_max ** 2)
+        return bool(np.max(tail) > _TAIL_RTOL * self.Q)
 
     def _set_features(self, base, dense):
         self.dense = dense
         self.fpts = self._features(base, 2.0)
         self._fpts_1d = self._features(base, 1.0)
-        self._rules = {}
+        self._rules, self._memo = {}, {}
 
     # -- geometry ------------------------------------------------------------------------
     def _features(self, base, step):
@@ -151,12 +184,15 @@ class _Prepared:
         u = np.concatenate([u, [k[0] for k in self.kinks]])
         return np.unique(u[np.abs(u) < self.t_max])
 
-    def _rule(self, n, h=_H_1D, symmetric=True, extra=0.0):
+    def _rule(self, n, h=_H_1D, symmetric=True, extra=0.0, features=True):
         """Composite n-point Gauss-Legendre rule on [-t_max - extra, t_max + extra] with the
-        Gaussian weight folded in: (nodes, weights, branch at node, branch at -node)."""
-        key = (n, h, symmetric, extra)
+        Gaussian weight folded in: (nodes, weights, branch at node, branch at -node).
+        Panels end at the feature points (both signs with ``symmetric``; none without
+        ``features``, for analytic integrands) and are at most ``h`` wide."""
+        key = (n, h, symmetric, extra, features)
         if key not in self._rules:
-            pts = [self._fpts_1d, -self._fpts_1d] if symmetric else [self._fpts_1d]
+            pts = [] if not features else [self._fpts_1d, -self._fpts_1d] if symmetric else [
+                self._fpts_1d]
             reach = self.t_max + extra
             bounds = np.unique(np.concatenate([[-reach, reach], *pts]))
             bounds = bounds[np.abs(bounds) <= reach]
@@ -172,6 +208,8 @@ class _Prepared:
             w = (widths[:, None] / 2 * gw).ravel() * _INV_SQRT_2PI * np.exp(-0.5 * z * z)
             branch = np.repeat(self._branch_of(mids), n)
             mirror = np.repeat(self._branch_of(-mids), n)
+            for arr in (z, w, branch, mirror):
+                arr.flags.writeable = False   # marks the node arrays _branch_values keeps
             self._rules[key] = (z, w, branch, mirror)
         return self._rules[key]
 
@@ -180,20 +218,68 @@ class _Prepared:
         idx = np.searchsorted(self.hi[:-1], x, side="right")
         return self.br[idx]
 
+    @property
+    def mod(self):
+        """The base activation's numba module (loaded only by the 2-D rule)."""
+        return self._base.jit
+
     def r(self, order, z, branch):
         """f^(order)(z) away from kinks, with the base branch given per node."""
-        x = np.ascontiguousarray(self.alpha * z + self.beta)
-        vals = self.mod.eval_branches(x, np.ascontiguousarray(branch), order)
+        vals = self._branch_values(z, branch)[order]
         out = self.G * self.alpha ** order * vals
         return out + self.G * self.D if order == 0 else out
 
+    def _branch_values(self, z, branch):
+        """(phi, phi', phi'') of the base branches at ``x = alpha z + beta`` (numpy, the
+        solvers' fused branch functions); memoized for the cached rules' (read-only) node
+        arrays and their mirror images."""
+        key = (id(z), id(branch))
+        hit = self._memo.get(key)
+        if hit is not None and hit[0] is z and hit[1] is branch:
+            return hit[2]
+        x = self.alpha * np.asarray(z, dtype=np.float64) + self.beta
+        kinds = np.unique(branch)
+        with np.errstate(all="ignore"):   # inf in intermediates (cosh(1e3)) is harmless
+            if kinds.size == 1:
+                vals = tuple(np.broadcast_to(v, x.shape).astype(np.float64)
+                             for v in self._fns[kinds[0]](x))
+            else:
+                vals = tuple(np.empty_like(x) for _ in range(3))
+                for k in kinds:
+                    sel = branch == k
+                    for out, v in zip(vals, self._fns[k](x[sel])):
+                        out[sel] = v
+        if not z.flags.writeable:
+            self._memo[key] = (z, branch, vals)
+        return vals
+
     def _integrate(self, integrand, order, what):
         """Gaussian 1-D integral of ``integrand(z, (r_order(z), r_order(-z)))``, checked."""
+        return self._quad(lambda z, b, m: integrand(
+            z, (self.r(order, z, b), self.r(order, self._mirror(z), m))), what)[0]
+
+    def _mirror(self, z):
+        """``-z`` of a rule's nodes, kept (read-only) so its branch values are memoized."""
+        hit = self._memo.get(("mirror", id(z)))
+        if hit is None or hit[0] is not z:
+            minus = -z
+            minus.flags.writeable = False
+            hit = self._memo[("mirror", id(z))] = (z, minus)
+        return hit[1]
+
+    def _quad(self, values, what, *, hermite=None):
+        """(integral, integral of |.|) of ``values(z, branch, mirror)`` against N(0, 1),
+        times ``hermite(z)`` if given: a polynomial orthogonal to constants (He_k, k >= 1),
+        so ``values`` is first shifted by its value at the node nearest 0 (exact, and a
+        constant, e.g. ``h''`` of an affine phi, then gives exactly 0). The 20-point rule,
+        accepted when the 14-point one agrees (else ConvergenceError)."""
         results = []
         for n in (_GL_1D, _GL_1D_COARSE):
             z, w, branch, mirror = self._rule(n)
-            vals = (self.r(order, z, branch), self.r(order, -z, mirror))
-            terms = w * integrand(z, vals)
+            g = values(z, branch, mirror)
+            if hermite is not None:
+                g = (g - g[np.argmin(np.abs(z))]) * hermite(z)
+            terms = w * g
             results.append((terms.sum(), np.abs(terms).sum()))
         (fine, scale), (coarse, _) = results
         if not (math.isfinite(fine) and abs(fine - coarse) <= _ACCEPT_1D * scale):
@@ -201,7 +287,28 @@ class _Prepared:
                 f"float64 quadrature of {what} for {self.expr} at q = {self.q:g} did not "
                 f"converge (value {fine!r}, coarse-rule difference {abs(fine - coarse):.3g});"
                 " use digits=N")
-        return float(fine)
+        return float(fine), float(scale)
+
+    def projection_rule(self, size):
+        """(nodes, weights, branches) of the rule for Hermite projections up to index size.
+
+        Hermite functions ``psi_n phi^(1/2)`` reach ``|z| ~ 2 sqrt(n)``: the projections need
+        the Gaussian weight down to ``exp(-z^2 / 4) ~ 1e-21`` (|z| ~ 14), not just
+        ``exp(-z^2 / 2)``. Panels are ``3 / sqrt(size)`` wide, split at the feature points;
+        beyond the standard sizes ``4 / sqrt(size)`` (a quarter of psi_n's shortest period,
+        20 nodes each) without them (only f's structure needs them, and f is analytic).
+        """
+        extended = size > hermite.SERIES_SIZES[-1]
+        z, w, branch, _ = self._rule(
+            _GL_1D, h=min(_H_1D, (4.0 if extended else 3.0) / math.sqrt(size)),
+            symmetric=False, extra=4.0, features=not extended)
+        return z, w, branch
+
+    def energy(self, order):
+        """``E[f^(order)(z)^2]`` (no Dirac masses)."""
+        if order == 0:
+            return self.Q
+        return self._integrate(lambda z, v: v[0] ** 2, order, f"E[phi^({order})^2]")
 
     # -- Dirac masses ----------------------------------------------------------------------
     def dirac(self, order):
@@ -231,14 +338,75 @@ class _Prepared:
 
     # -- Q map ---------------------------------------------------------------------------
     def q_derivative(self, order):
-        """Q^(order)(q) = E[f(z)^2 He_{2 order}(z)] / (2 q)^order."""
+        """Q^(order)(q) = E[h(z) He_{2 order}(z)] / (2 q)^order, ``h = f^2``, or the same
+        after integrating by parts twice (whichever sums smaller terms, so rounds less):
+
+        ``E[h He_2] = E[h''] + sum_t N(t) (J1_t + t J0_t)``,
+        ``E[h He_4] = E[h'' He_2] + sum_t N(t) (J1_t He_2(t) + J0_t He_3(t))``,
+
+        ``h'' = 2 (f'^2 + f f'')`` away from the kinks t, where h jumps by J0_t and h' by
+        J1_t. For ``relu(0.3 x - 3)`` or the identity at small q, ``h`` is large against
+        the result and the first form cancels; for fast oscillations the second does.
+        """
         if order == 0:
             return self.Q
-        he = (lambda z: z * z - 1.0) if order == 1 else (lambda z: (z * z - 6.0) * z * z + 3.0)
-        value = self._integrate(lambda z, v: v[0] ** 2 * he(z), 0, f"Q^({order})")
-        return value / (2.0 * self.q) ** order
 
-    # -- C map at the ends ---------------------------------------------------------------
+        def he(z):
+            return z * z - 1.0 if order == 1 else (z * z - 6.0) * z * z + 3.0
+
+        def parts(z, branch, _):
+            f0, f1, f2 = (self.r(k, z, branch) for k in range(3))
+            return 2.0 * (f1 * f1 + f0 * f2)
+
+        what = f"Q^({order})"
+        direct = self._quad(lambda z, b, _: self.r(0, z, b) ** 2, what, hermite=he)
+        value, scale = self._quad(parts, what, hermite=(lambda z: z * z - 1.0) if order == 2
+                                  else None)
+        for t, _, _ in self.kinks:
+            j0, j1 = self._h_jumps(t)
+            weight = (t * t - 1.0, t * (t * t - 3.0)) if order == 2 else (1.0, t)
+            term = _INV_SQRT_2PI * math.exp(-0.5 * t * t) * (j1 * weight[0] + j0 * weight[1])
+            value, scale = value + term, scale + abs(term)
+        best = direct[0] if direct[1] <= scale else value
+        return best / (2.0 * self.q) ** order
+
+    def _limits(self, t):
+        """(f, f') at u = t from the left and from the right: two arrays of two values."""
+        eps = 1e-9 * max(1.0, abs(t))
+        branches = self._branch_of(np.array([t - eps, t + eps]))
+        at = np.array([t, t])
+        return self.r(0, at, branches), self.r(1, at, branches)
+
+    def _h_jumps(self, t):
+        """Jumps of ``h = f^2`` and of ``h' = 2 f f'`` across the kink at u = t."""
+        f0, f1 = self._limits(t)
+        h, dh = f0 * f0, 2.0 * f0 * f1
+        return float(h[1] - h[0]), float(dh[1] - dh[0])
+
+    # -- C map at the ends and at zero ---------------------------------------------------
+    def at_zero(self, order):
+        """C^(k)(0) = E[f^(k)]^2 / Q (U and V independent), Dirac masses included.
+
+        ``E[f^(k)] = E[f He_k]`` (integrating by parts; jumps need no terms) or directly
+        ``E[f^(k)] + sum_t N(t) J_{k-1}`` (+ ``t N(t) J_0`` for k = 2), with ``J_j`` the
+        jump of ``f^(j)`` at the kink t: whichever sums smaller terms. For a narrow
+        gaussian (q = 1e4) ``E[f'']`` cancels to 1e-4 of ``E|f''|``; ``E[f He_2]`` does not.
+        """
+        if order == 0:
+            return self._integrate(lambda z, v: v[0], 0, "E[phi]") ** 2 / self.Q
+        self.dirac(order)   # raises for C'' of an activation with jumps
+        he = (lambda z: z) if order == 1 else (lambda z: z * z - 1.0)
+        parts = self._quad(lambda z, b, _: self.r(0, z, b), f"E[phi^({order})]", hermite=he)
+        value, scale = self._quad(lambda z, b, _: self.r(order, z, b), f"E[phi^({order})]")
+        for t, _, _ in self.kinks:
+            f0, f1 = self._limits(t)
+            j0, j1 = f0[1] - f0[0], f1[1] - f1[0]
+            term = _INV_SQRT_2PI * math.exp(-0.5 * t * t) * (
+                j0 if order == 1 else j1 + t * j0)
+            value, scale = value + term, scale + abs(term)
+        mean = parts[0] if parts[1] <= scale else value
+        return mean * mean / self.Q
+
     def at_plus_one(self, order):
         if order == 0:
             return 1.0
@@ -266,12 +434,10 @@ class _Prepared:
     # -- C map inside --------------------------------------------------------------------
     def interior(self, c, order):
         if self._homogeneous is not None:
-            return _homogeneous_c_map(self._homogeneous, c, order)
+            return closed_forms.homogeneous_c_map(self._homogeneous, c, order)
         series = self.series()
         if series is not None:
-            out = np.empty_like(c)
-            self.mod.power_series(c, series[order], out)
-            return out
+            return hermite.power_series(c, series[order])
         if c.size >= _INTERP_MIN:
             return self.interpolant(order)(c)
         return self.direct(c, order)
@@ -298,89 +464,8 @@ class _Prepared:
     def series(self):
         """Per-order power-series coefficients of C^(k) in c, or None (see module docs)."""
         if self._series is None:
-            self._series = _hermite_series(self) or False
+            self._series = hermite.float64_series(self) or False
         return self._series or None
-
-
-def _hermite_series(prep):
-    if prep.kinks:
-        return None
-    energies = [prep.Q] + [prep._integrate(lambda z, v: v[0] ** 2, k, f"E[phi^({k})^2]")
-                           for k in (1, 2)]
-    for size in _SERIES_SIZES:
-        # Hermite functions psi_n phi^(1/2) reach |z| ~ 2 sqrt(n): the projections need the
-        # Gaussian weight down to exp(-z^2 / 4) ~ 1e-21 (|z| ~ 14), not just exp(-z^2 / 2).
-        z, w, branch, _ = prep._rule(_GL_1D, h=min(_H_1D, 3.0 / math.sqrt(size)),
-                                     symmetric=False, extra=4.0)
-        coef = np.empty(size + 1)
-        prep.mod.hermite_project(w * prep.r(0, z, branch), z, size, coef)
-        b2 = coef * coef
-        n = np.arange(size + 1, dtype=np.float64)
-        weighted = b2 * n * n
-        if weighted[3 * size // 4:].sum() <= 1e-17 * max(weighted.sum(), 1e-300):
-            break
-    else:
-        return None
-    sums = [b2.sum(), (n * b2).sum(), (n * (n - 1) * b2).sum()]
-    for k, (total, energy) in enumerate(zip(sums, energies)):
-        if abs(total - energy) > _PARSEVAL_RTOL * (energy + prep.Q):
-            return None
-    out = []
-    falling = np.ones_like(n)
-    for k in range(3):
-        coefs = (falling * b2)[k:] / prep.Q
-        keep = np.nonzero(np.cumsum(coefs[::-1])[::-1] > 1e-18 * coefs.sum())[0]
-        out.append(np.ascontiguousarray(coefs[: keep[-1] + 1] if keep.size else coefs[:1]))
-        falling = falling * (n - k)
-    return out
-
-
-def _homogeneous_slopes(prep, base):
-    """(s_l, s_r) when f(u) is s_l u for u < 0 and s_r u for u > 0, else None."""
-    import sympy as sp
-
-    from ..parsing import X
-    if prep.beta != 0.0 or prep.D != 0.0 or len(base.pieces) != 2:
-        return None
-    if [k.location for k in base.kinks] != [0.0]:
-        return None
-    for piece in base.pieces:
-        e = base.branches[piece.branch]
-        if sp.simplify(sp.diff(e, X, 2)) != 0 or sp.simplify(e.subs(X, 0)) != 0:
-            return None
-    branch = prep._branch_of(np.array([-1.0, 1.0]))
-    d1 = prep.r(1, np.array([-1.0, 1.0]), branch)
-    return float(d1[0]), float(d1[1])
-
-
-def _relu_r(c):
-    """R(c) = sqrt(1 - c^2) + c arccos(-c) = sin(p) - p cos(p), p = arccos(-c), stably."""
-    p = np.arccos(-c)
-    out = np.sqrt((1.0 - c) * (1.0 + c)) + c * p
-    small = p < 1.0
-    if small.any():
-        ps = p[small]
-        term = ps ** 3 / 3.0
-        acc = term.copy()
-        for m in range(2, 14):
-            term = -term * ps * ps * (2 * m) / ((2 * m - 2) * (2 * m) * (2 * m + 1))
-            acc += term
-        out[small] = acc
-    return out
-
-
-def _homogeneous_c_map(slopes, c, order):
-    """C^(order) of ``s_l u 1{u<0} + s_r u 1{u>0}`` at |c| < 1 (THEORY.md §1, ReLU forms)."""
-    sl, sr = slopes
-    q_norm = 0.5 * (sl * sl + sr * sr)
-    jump2 = (sr - sl) ** 2 / (2.0 * math.pi)
-    if order == 0:
-        k = sl * sr * c + jump2 * _relu_r(c)
-    elif order == 1:
-        k = sl * sr + jump2 * np.arccos(-c)
-    else:
-        k = jump2 / np.sqrt((1.0 - c) * (1.0 + c))
-    return k / q_norm
 
 
 class _ThetaInterpolant:

@@ -1,4 +1,4 @@
-"""Hermite (Mehler) expansion of the C map, in mpmath: an independent route to C, C', C''.
+"""Hermite (Mehler) expansion of the C map: mpmath series with error bounds, and float64.
 
 With ``a_n = E[phi(sqrt(q) z) He_n(z)] / sqrt(n!)`` (probabilists' Hermite polynomials,
 ``z ~ N(0, 1)``), Mehler's formula gives (THEORY.md §1)
@@ -13,18 +13,32 @@ most ``|c|^(N+1-k) (K^(k)(1) - sum_{n<=N} n!/(n-k)! a_n^2)``, a bound computed f
 series itself and a one-dimensional integral, so a truncated series says how far it can be
 off. Convergence is geometric for ``|c| < 1`` and as fast as the ``a_n`` decay at
 ``|c| = 1`` (fast for analytic phi, algebraic at kinks).
+
+:func:`series` / :func:`coefficients` are the mpmath route (an independent check of C, C',
+C''); :func:`float64_series` builds the float64 coefficient arrays that
+:mod:`kernelshape.maps.fast` sums with :func:`power_series` for smooth activations.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 
 import mpmath
+import numpy as np
 
 from . import precise
 
-__all__ = ["HermiteSeries", "coefficients", "series"]
+__all__ = ["HermiteSeries", "coefficients", "float64_series", "power_series", "projections",
+           "series"]
+
+#: Float64 series sizes tried in turn, and the largest one tried when the energy sits at
+#: high indices (see :func:`float64_series`).
+SERIES_SIZES = (96, 384, 1536)
+SERIES_MAX = 24576
+#: Parseval's identities must hold to this, relative to ``E[f^(k)^2] + Q``.
+PARSEVAL_RTOL = 1e-14
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,3 +182,113 @@ def _infinite_tail_bound(act, q, c, order, a, digits):
     r = abs(c)
     m0 = max(n, int(1 / -mpmath.log(r)) + 1) if r > 0 else n
     return rest * m0 * r ** (n - order) if m0 == n else rest * m0 * r ** max(0, n - order)
+
+
+# -- float64 (the series route of kernelshape.maps.fast) ---------------------------------
+def float64_series(prep):
+    """Power-series coefficients of ``C^(k)(c)``, k = 0, 1, 2, in float64, or None.
+
+    ``b_n = E[f(z) He_n(z)] / sqrt(n!)`` (:func:`projections` on ``prep.projection_rule``)
+    for ``f(z) = phi(sqrt(q) z)`` of a smooth activation (``prep``: the per-(activation, q)
+    data of :mod:`kernelshape.maps.fast`); ``C^(k)(c) = sum_n n!/(n-k)! b_n^2 c^(n-k) / Q``.
+    The sizes of :data:`SERIES_SIZES` are tried in turn until the tail beyond 3/4 of the
+    size holds less than 1e-17 of ``sum n^2 b_n^2``; when the energy sits at high indices
+    and falls off faster than geometrically (sin at q = 1e3 or 1e4), one size past the mean
+    index ``E[f''^2] / E[f'^2]`` (up to :data:`SERIES_MAX`). Kept only when Parseval's
+    identities ``sum b_n^2 = E[f^2]``, ``sum n b_n^2 = E[f'^2]``, ``sum n(n-1) b_n^2 =
+    E[f''^2]`` hold to :data:`PARSEVAL_RTOL` (this checks the series at c = 1, its worst
+    point); coefficients below 1e-18 of the total are dropped from the top.
+
+    Example:
+        >>> from kernelshape import activation
+        >>> from kernelshape.maps import fast
+        >>> coefs = float64_series(fast.prepared(activation("x**2"), 1.0))  # x^2 = He_2 + 1
+        >>> [round(float(v), 12) for v in coefs[0]]                       # (1 + 2 c^2) / 3
+        [0.333333333333, 0.0, 0.666666666667]
+    """
+    if prep.kinks:
+        return None
+    energies = [prep.energy(k) for k in range(3)]
+    sizes = list(SERIES_SIZES)
+    for size in sizes:
+        extended = size > SERIES_SIZES[-1]
+        z, w, branch = prep.projection_rule(size)
+        coef = projections(w * prep.r(0, z, branch), z, size)
+        b2 = coef * coef
+        n = np.arange(size + 1, dtype=np.float64)
+        weighted = b2 * n * n
+        if weighted[3 * size // 4:].sum() <= 1e-17 * max(weighted.sum(), 1e-300):
+            break
+        eighth = size // 8
+        last, before = weighted[-eighth:].sum(), weighted[-2 * eighth:-eighth].sum()
+        if not extended and (b2.sum() < 0.5 * prep.Q or last < 1e-6 * before):
+            # The energy sits at high indices and the coefficients fall off faster than
+            # geometrically (e.g. sin at q = 1e3 or 1e4): E[f''^2] / E[f'^2] estimates the
+            # mean index; go straight to a size past it if that is within SERIES_MAX.
+            mean = energies[2] / max(energies[1], 1e-300)
+            need = 512 * math.ceil(4.0 / 3.0 * (mean + 12.0 * math.sqrt(mean) + 64.0) / 512)
+            if SERIES_SIZES[-1] < need <= SERIES_MAX:
+                sizes[sizes.index(size) + 1:] = [need]
+    else:
+        return None
+    sums = [b2.sum(), (n * b2).sum(), (n * (n - 1) * b2).sum()]
+    for k, (total, energy) in enumerate(zip(sums, energies)):
+        if abs(total - energy) > PARSEVAL_RTOL * (energy + prep.Q):
+            return None
+    out = []
+    falling = np.ones_like(n)
+    for k in range(3):
+        coefs = (falling * b2)[k:] / prep.Q
+        keep = np.nonzero(np.cumsum(coefs[::-1])[::-1] > 1e-18 * coefs.sum())[0]
+        out.append(np.ascontiguousarray(coefs[: keep[-1] + 1] if keep.size else coefs[:1]))
+        falling = falling * (n - k)
+    return out
+
+
+def projections(fw, z, nmax):
+    """``out[n] = sum_j fw[j] psi_n(z[j])``, n <= nmax, psi_n = He_n / sqrt(n!).
+
+    With ``fw = weights * f(z)`` of a Gaussian rule: the Hermite coefficients
+    ``E[f(z) He_n(z)] / sqrt(n!)``. The orthonormal recurrence ``psi_{n+1} = (z psi_n -
+    sqrt(n) psi_{n-1}) / sqrt(n + 1)`` is stable and does not overflow where the weight is
+    not negligible; each coefficient is a pairwise (numpy) sum over the nodes.
+
+    Example:
+        >>> z, w = np.polynomial.hermite_e.hermegauss(20)     # E[g] = sum(w g) / sqrt(2 pi)
+        >>> b = projections(w / math.sqrt(2 * math.pi) * z**3, z, 4)   # z^3 = He_3 + 3 He_1
+        >>> [round(float(v), 12) + 0.0 for v in b]            # 3 / sqrt(1!), 1 * sqrt(3!)
+        [0.0, 3.0, 0.0, 2.449489742783, 0.0]
+    """
+    out = np.empty(nmax + 1)
+    roots = np.sqrt(np.arange(nmax + 2, dtype=np.float64))
+    keep = fw != 0.0
+    fw, z = fw[keep], z[keep]
+    previous, current = np.zeros_like(z), np.ones_like(z)
+    for n in range(nmax + 1):
+        out[n] = (fw * current).sum()
+        previous, current = current, (z * current - roots[n] * previous) / roots[n + 1]
+    return out
+
+
+def power_series(c, coef):
+    """``sum_n coef[n] c^n`` (Horner, vectorized over c) for non-negative ``coef`` and
+    ``|c| <= 1``, dropping the terms beyond the first n with ``max|c|^n sum_{k >= n}
+    coef[k] <= 1e-19 sum_k coef[k]`` (a bound on their sum).
+
+    Example:
+        >>> power_series(np.array([0.5, -1.0]), np.array([1.0, 2.0, 4.0]))
+        array([3., 3.])
+    """
+    top = coef.shape[0]
+    biggest = float(np.max(np.abs(c))) if c.size else 0.0
+    if biggest < 1.0:
+        suffix = np.cumsum(coef[::-1])[::-1]
+        with np.errstate(under="ignore"):
+            bound = biggest ** np.arange(top, dtype=np.float64) * suffix
+        small = np.nonzero(bound <= 1e-19 * suffix[0])[0]
+        top = int(small[0]) if small.size else top
+    acc = np.zeros_like(c)
+    for n in range(top - 1, -1, -1):
+        acc *= c
+        acc += coef[n]
+    return acc
