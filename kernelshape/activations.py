@@ -502,10 +502,14 @@ class Activation:
         from .maps import q_map
         return q_map(self, q, order=order, digits=digits)
 
-    def c_map(self, c, q=1.0, order: int = 0, *, digits: int | None = None):
-        """C map (order 0), C' or C'' at ``c`` in [-1, 1]; see :func:`kernelshape.maps.c_map`."""
+    def c_map(self, c, q=1.0, order: int = 0, *, q2=None, digits: int | None = None):
+        """C map (order 0), C' or C'' at ``c`` in [-1, 1]; see :func:`kernelshape.maps.c_map`.
+
+        ``q2`` (float64, order 0) gives the C map of two inputs at second moments ``q`` and
+        ``q2``.
+        """
         from .maps import c_map
-        return c_map(self, c, q=q, order=order, digits=digits)
+        return c_map(self, c, q=q, q2=q2, order=order, digits=digits)
 
     def q_map_expr(self, order: int = 0):
         """Exact sympy Q map (in the symbol ``q``), or None when no closed form is known."""

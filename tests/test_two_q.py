@@ -224,3 +224,9 @@ def test_q_map_used_for_the_norm():
     cross = two_q.cross_moment(act, np.array([0.25]), 0.5, 2.0)[0]
     norm = math.sqrt(q_map(act, 0.5) * q_map(act, 2.0))
     assert c_map(act, 0.25, q=0.5, q2=2.0) == cross / norm
+
+
+def test_activation_method_passes_q2_through():
+    tanh = ks.activation("tanh")
+    assert tanh.c_map(0.4, q=0.5, q2=2.0) == c_map(tanh, 0.4, q=0.5, q2=2.0)
+    assert tanh.c_map(0.4, q=0.5, q2=0.5) == tanh.c_map(0.4, q=0.5)
