@@ -182,3 +182,17 @@ def test_expect_example_values():
     got = gauss.expect(_act("relu"), [(0, 0, 0), (1, -1, 1)])
     assert got[0] == pytest.approx(0.5, rel=1e-15)
     assert got[1] == pytest.approx(1 / math.sqrt(2 * math.pi), rel=1e-15)
+
+
+@pytest.mark.parametrize("a, b", [(0.3, -3.0), (0.1, -3.0), (0.3, -6.0)])
+def test_mass_beyond_the_usual_range(a, b):
+    # relu(a z + b) with b < 0 is 0 on |z| < -b/a: all the mass is in the tail beyond it
+    # (the z-range once stopped at 12 and returned 0 or lost 8 digits). Exact (THEORY §1):
+    # E[relu^2] = a^2 ((1 + t^2) P(z > t) - t pdf(t)), E[relu'^2] = P(z > t), t = -b/a.
+    got = gauss.expect(activation("relu"), [(0, 0, 0), (1, 1, 0)], a, b)
+    with mpmath.workdps(40):
+        t = -mpmath.mpf(b) / mpmath.mpf(a)
+        tail = mpmath.erfc(t / mpmath.sqrt(2)) / 2
+        want = [mpmath.mpf(a) ** 2 * ((1 + t * t) * tail - t * mpmath.npdf(t)), tail]
+    for g, w in zip(got, want):
+        assert g == pytest.approx(float(w), rel=1e-13)

@@ -103,6 +103,7 @@ class Moments:
         self.pieces = [(p.lo, p.hi, p.branch) for p in base.pieces]
         self.fns = fused_branches(act)
         self.growth = base.growth
+        self.zero_branches = {k for k, branch in enumerate(base.branches) if branch == 0}
         self.kinks = []
         for k in base.kinks:
             if k.order != 1:
@@ -147,12 +148,22 @@ class Moments:
             return self.derivatives(x2)[0] - self.derivatives(x1)[0]
 
     # -- node layouts --------------------------------------------------------------------
-    def _t_max(self, a0):
-        return float(math.ceil(12.0 + 2.2 * abs(a0) * self.growth))
+    def _t_max(self, a0, b0):
+        """Half-width of the z-range: the Gaussian's 12 plus the activation's growth, and,
+        when ``x = b0`` lies on a piece where phi is identically 0 (relu(0.3 z - 3)), out to
+        12 beyond that piece's nearest edge, where all of the mass is."""
+        t = 12.0 + 2.2 * abs(a0) * self.growth
+        for lo, hi, k in self.pieces:
+            if lo < b0 <= hi and k in self.zero_branches:
+                edges = [abs((e - b0) / a0) for e in (lo, hi) if math.isfinite(e)]
+                if edges:
+                    t = max(t, min(edges) + t)
+                break
+        return float(math.ceil(t))
 
     def _layout(self, a0, b0, level, points):
         """``[(branch, z, w), ...]`` over the pieces phi takes on ``|z| <= t_max``."""
-        t_max = self._t_max(a0)
+        t_max = self._t_max(a0, b0)
         h = H0 / 2.0 ** level / max(abs(a0), 1.0)
         if len(self.pieces) == 1:
             return [(self.pieces[0][2],
@@ -206,7 +217,7 @@ class Moments:
         else:
             z, w, f0, f1, f2 = self._evaluate(layout, a0, b0)
             pb, p1b = (float(v[0]) for v in home(np.array([b0]))[:2])
-        reach = self._t_max(a0) * abs(a0)
+        reach = self._t_max(a0, b0) * abs(a0)
         small = abs(a0) <= A_SMALL / 2.0 ** level and not any(
             b0 - reach < edge < b0 + reach for lo, hi, _ in self.pieces for edge in (lo, hi))
         fr = Frame()
@@ -223,7 +234,7 @@ class Moments:
         diracs = []
         for x0, jump, value, mean in self.kinks:
             zk = (x0 - b0) / a0
-            if abs(zk) <= self._t_max(a0):
+            if abs(zk) <= self._t_max(a0, b0):
                 omega = jump * math.exp(-0.5 * zk * zk) * _INV_SQRT_2PI / abs(a0)
                 diracs.append((zk, omega, (value - pb) / a0, mean))
         if (A, G) != (1.0, 1.0):
