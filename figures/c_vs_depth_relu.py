@@ -5,13 +5,10 @@ at depths 1, 5, 10, 20, 50, 100.
 """
 
 import warnings
-from pathlib import Path
 
 from kernelshape import activation, plot
 from kernelshape.networks import mlp
 from kernelshape.transforms import ReluWarning
-
-NAME = Path(__file__).stem
 
 
 def figure():
@@ -21,13 +18,6 @@ def figure():
                                methods=("eoc", "dks", "tat"))
 
 
-def save(outdir=Path(__file__).parent):
-    path = Path(outdir) / f"{NAME}.png"
-    figure().savefig(path, dpi=100)
-    return path
-
-
 if __name__ == "__main__":
-    import matplotlib
-    matplotlib.use("Agg")
-    print(save())
+    from kernelshape.figures import run_script
+    run_script(__file__)

@@ -6,13 +6,10 @@ leaky ReLU. The transforms are solved for a 100-layer MLP.
 """
 
 import warnings
-from pathlib import Path
 
 from kernelshape import activation, plot
 from kernelshape.networks import mlp
 from kernelshape.transforms import ReluWarning
-
-NAME = Path(__file__).stem
 
 
 def figure():
@@ -22,13 +19,6 @@ def figure():
                                  methods=("eoc", "dks", "tat"))
 
 
-def save(outdir=Path(__file__).parent):
-    path = Path(outdir) / f"{NAME}.png"
-    figure().savefig(path, dpi=100)
-    return path
-
-
 if __name__ == "__main__":
-    import matplotlib
-    matplotlib.use("Agg")
-    print(save())
+    from kernelshape.figures import run_script
+    run_script(__file__)

@@ -1,14 +1,11 @@
 """Kernel maps against sampled width-1024 networks (50 layers, 8 seeds, orthogonal init)."""
 
 import math
-from pathlib import Path
 
 from kernelshape import activation, plot
 from kernelshape.empirical import compare
 from kernelshape.networks import mlp
 from kernelshape.transforms import dks, eoc, tat
-
-NAME = Path(__file__).stem
 
 
 def figure():
@@ -24,13 +21,6 @@ def figure():
     return plot.predicted_vs_empirical(runs)
 
 
-def save(outdir=Path(__file__).parent):
-    path = Path(outdir) / f"{NAME}.png"
-    figure().savefig(path, dpi=100)
-    return path
-
-
 if __name__ == "__main__":
-    import matplotlib
-    matplotlib.use("Agg")
-    print(save())
+    from kernelshape.figures import run_script
+    run_script(__file__)

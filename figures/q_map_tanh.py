@@ -1,12 +1,9 @@
 """The Q map of tanh at the edge of chaos (sigma_b^2 = 0.05) and its fixed point q*."""
 
 import math
-from pathlib import Path
 
 from kernelshape import activation, plot
 from kernelshape.transforms import eoc
-
-NAME = Path(__file__).stem
 
 
 def figure():
@@ -16,13 +13,6 @@ def figure():
                       starts=(0.05, 1.8))
 
 
-def save(outdir=Path(__file__).parent):
-    path = Path(outdir) / f"{NAME}.png"
-    figure().savefig(path, dpi=100)
-    return path
-
-
 if __name__ == "__main__":
-    import matplotlib
-    matplotlib.use("Agg")
-    print(save())
+    from kernelshape.figures import run_script
+    run_script(__file__)

@@ -1,12 +1,8 @@
 """DKS and TAT transformed activations next to the originals (50-layer MLP)."""
 
-from pathlib import Path
-
 from kernelshape import activation, plot
 from kernelshape.networks import mlp
 from kernelshape.transforms import dks, tat
-
-NAME = Path(__file__).stem
 
 
 def figure():
@@ -18,13 +14,6 @@ def figure():
     return plot.transformed_activations(transforms, ncols=4)
 
 
-def save(outdir=Path(__file__).parent):
-    path = Path(outdir) / f"{NAME}.png"
-    figure().savefig(path, dpi=100)
-    return path
-
-
 if __name__ == "__main__":
-    import matplotlib
-    matplotlib.use("Agg")
-    print(save())
+    from kernelshape.figures import run_script
+    run_script(__file__)

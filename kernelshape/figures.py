@@ -1,8 +1,9 @@
 """Regenerate the figures of ``figures/``: ``kernelshape figures``, ``python -m kernelshape.figures``.
 
 Each figure is one small script ``figures/<name>.py`` that uses only the public API and
-defines ``save(outdir) -> Path``, writing ``<outdir>/<name>.png`` (scripts also run on their
-own: ``python figures/<name>.py``). This module finds the scripts of a source checkout and
+defines ``figure() -> Figure`` (saved as ``<outdir>/<name>.png`` at the script's ``DPI``,
+default 100) or, for a script that writes its own output, ``save(outdir) -> Path``. Scripts
+also run on their own (``python figures/<name>.py``) through :func:`run_script`. This module finds the scripts of a source checkout and
 runs them; the committed PNGs are their output. The training figure runs the example
 ``examples/train_digits.py`` (a few minutes on two cores); the others take seconds.
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from .errors import DomainError, UnsupportedError
 
-__all__ = ["FIGURES_DIR", "available", "build", "build_all", "main"]
+__all__ = ["FIGURES_DIR", "available", "build", "build_all", "main", "run_script"]
 
 #: The ``figures/`` directory of the source checkout this package was imported from.
 FIGURES_DIR = Path(__file__).resolve().parents[1] / "figures"
@@ -46,9 +47,18 @@ def _load(path: Path):
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module       # dataclasses and pickling look modules up there
     spec.loader.exec_module(module)
-    if not callable(getattr(module, "save", None)):
-        raise UnsupportedError(f"figure script {path} defines no save(outdir) function")
+    if not callable(getattr(module, "save", None)) and not callable(getattr(module, "figure",
+                                                                             None)):
+        raise UnsupportedError(f"figure script {path} defines neither figure() nor save(outdir)")
     return module
+
+
+def _save(module, name: str, out: Path) -> Path:
+    if callable(getattr(module, "save", None)):
+        return Path(module.save(out))
+    path = out / f"{name}.png"
+    module.figure().savefig(path, dpi=getattr(module, "DPI", 100))
+    return path
 
 
 def build(name: str, *, outdir: Path | str | None = None,
@@ -71,7 +81,13 @@ def build(name: str, *, outdir: Path | str | None = None,
     matplotlib.use("Agg")
     out = Path(outdir) if outdir is not None else scripts[name].parent
     out.mkdir(parents=True, exist_ok=True)
-    return Path(_load(scripts[name]).save(out))
+    return _save(_load(scripts[name]), name, out)
+
+
+def run_script(path: str | Path) -> None:
+    """``python figures/<name>.py``: build that figure next to the script and print its path."""
+    path = Path(path).resolve()
+    print(build(path.stem, directory=path.parent))
 
 
 def build_all(*, only: Sequence[str] | None = None, outdir: Path | str | None = None,
