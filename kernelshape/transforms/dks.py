@@ -206,24 +206,12 @@ def _solve_smooth(act, q_slope, xi, digits):
     moments = cm.moments_of(act)
     maps = cm.LastCall(functools.partial(local_maps, moments))
     center = cm.info(act)["odd_center"]
-    best, degenerate = None, []
-    for start in _STARTS:
-        if center is not None and start[1] == 0.0:
-            continue  # phi odd about (0, c): F is even in beta, its Jacobian singular here
-        x, F, ok, level = _converge(maps, start, (q_slope, xi))
-        if F is not None and (best is None or max(map(abs, F)) < max(map(abs, best[1]))):
-            best = (x, F)
-        if ok:
-            a, b = abs(x[0]), (abs(x[1]) if center is not None else x[1])
-            mean, V = maps(a, b, level=level)[2]
-            gamma = cm.output_scale(a * a * V)
-            if gamma is not None:
-                break
-            degenerate.append((a, b))
-    else:
-        if degenerate:
-            cm.raise_degenerate(f"DKS for {act.expr}", degenerate)
-        _fail(act, moments, best, ("Q'(1)", "C'(1)"), (q_slope, xi))
+    tries = (_converge(maps, start, (q_slope, xi)) for start in _STARTS
+             # phi odd about (0, c): F is even in beta, its Jacobian singular at beta = 0
+             if center is None or start[1] != 0.0)
+    a, b, mean, gamma, level = _first_solution(
+        act, moments, maps, tries, ("Q'(1)", "C'(1)"), (q_slope, xi),
+        fold_shift=center is not None)
     params = {"input_scale": a, "input_shift": b, "output_shift": -mean, "output_scale": gamma}
     if digits:
         from ._precise import polish_dks
@@ -236,22 +224,10 @@ def _solve_relu(act, xi, digits):
     moments = cm.moments_of(act)
     maps = cm.LastCall(functools.partial(local_maps, moments))
     b = 1.0 if xi < RELU_SHIFT_LIMIT else -1.0
-    best, degenerate = None, []
-    for a0 in (1.0, 0.1):
-        x, F, ok, level = _converge(maps, [a0], (1.0, xi), fixed_b=b)
-        if F is not None and (best is None or abs(F[0]) < abs(best[1][0])):
-            best = ([x[0], b], F)
-        if ok:
-            a = abs(float(x[0]))
-            mean, V = maps(a, b, level=level)[2]
-            gamma = cm.output_scale(a * a * V)
-            if gamma is not None:
-                break
-            degenerate.append((a, b))
-    else:
-        if degenerate:
-            cm.raise_degenerate(f"DKS for {act.expr}", degenerate)
-        _fail(act, moments, best, ("C'(1)",), (xi,))
+    runs = (_converge(maps, [a0], (1.0, xi), fixed_b=b) for a0 in (1.0, 0.1))
+    tries = (([x[0], b], F, ok, level) for x, F, ok, level in runs)
+    a, b, mean, gamma, level = _first_solution(act, moments, maps, tries, ("C'(1)",), (xi,),
+                                               fold_shift=False)
     delta = -mean
     if digits:
         from ._precise import output_params, polish_relu
@@ -261,6 +237,27 @@ def _solve_relu(act, xi, digits):
         delta, gamma = output_params(act, a, b, digits)
     return {"input_shift": b, "input_scale": a, "output_shift": delta,
             "output_scale": gamma}, level
+
+
+def _first_solution(act, moments, maps, tries, names, targets, *, fold_shift):
+    """The first converged try ``(x, F, ok, level)`` with a representable output scale, as
+    ``(a, b, mean, gamma, level)``; else the degenerate-solution or unreachable-target error
+    (reporting the try with the smallest residual). ``x = [a, b]`` up to the sign of ``a``
+    (and of ``b`` with ``fold_shift``: phi odd about a point)."""
+    best, degenerate = None, []
+    for x, F, ok, level in tries:
+        if F is not None and (best is None or max(map(abs, F)) < max(map(abs, best[1]))):
+            best = (x, F)
+        if ok:
+            a, b = abs(float(x[0])), (abs(x[1]) if fold_shift else x[1])
+            mean, V = maps(a, b, level=level)[2]
+            gamma = cm.output_scale(a * a * V)
+            if gamma is not None:
+                return a, b, mean, gamma, level
+            degenerate.append((a, b))
+    if degenerate:
+        cm.raise_degenerate(f"DKS for {act.expr}", degenerate)
+    _fail(act, moments, best, names, targets)
 
 
 def _fail(act, moments, best, names, targets):
