@@ -11,7 +11,9 @@ THEORY.md §5).
   ``(alpha, beta, delta)`` are searched as ``dks`` searches them: MINPACK's hybrid Powell
   method (``scipy.optimize.root(method="hybr")``, with the analytic Jacobian) from dks's
   starting values in its order, rejecting ``alpha * gamma >= 2`` (unstable Q maps); the
-  first success is polished by damped Newton to float64 precision. If that finds nothing,
+  first success is polished by damped Newton to float64 precision. Where phi''^2 jumps
+  (elu), dks's own quadrature error steers its search, so that search is rerun on dks's
+  rule (:mod:`._dks_rule`) to pick the branch before polishing. If that finds nothing,
   a Newton multi-start from the same values decides (or names the closest value reached).
   The conditions are ratios of moments of order one (:func:`local_maps`) in the unknowns
   ``(alpha, beta, e = phi(beta) + delta)``, so small ``tau`` (``alpha -> 0``, where
@@ -48,6 +50,10 @@ _NUDGE = 0.1
 #: Newton steps are taken in (input_scale, input_shift, output_shift) while the input scale
 #: is at least this, in (input_scale, input_shift, e) below (see :func:`_mover`).
 SHIFT_STEPS_ABOVE = 0.01
+#: Where phi'' jumps, the polished solution must lie this close (relative to
+#: ``1 + |value|``) to the point dks's search found on its own quadrature, whose error
+#: there is ~1e-3: farther, Newton left dks's branch.
+BRANCH_DISTANCE = 0.02
 
 
 def local_maps(moments, a, b, e, *, level=0, coarse=False, shift=None, gradients=True):
@@ -269,14 +275,52 @@ def _hybr_branch(moments, maps, tau_local, center):
         out = local_maps(moments, a, b, 0.0, shift=d, gradients=False)
         if out is None or abs(a) >= 2.0 * math.sqrt(a * a * out[2][1]):
             continue   # dks's rejection: input_scale * output_scale >= 2
-        x, _, ok, level = _converge(maps, moments, (a, b, out[2][0] + d), tau_local)
-        if not ok:
-            continue
-        a, b, e = x
-        gamma = cm.output_scale(a * a * maps(a, b, e, level=level)[2][1])
-        if gamma is None or abs(a) * gamma >= 2.0:
-            continue
-        return a, b, e, gamma, level
+        hit = _polish(moments, maps, (a, b, d), tau_local)
+        if hit is not None:
+            return hit
+    return None
+
+
+def _polish(moments, maps, point, tau_local, *, near=None):
+    """Newton on the exact maps from ``point = (alpha, beta, delta)``: ``(a, b, e, gamma,
+    level)`` when it converges to a solution with ``|a| gamma < 2`` (and, given ``near``,
+    within ``near * (1 + |coordinate|)`` of ``point`` in every coordinate), else None."""
+    a0, b0, d0 = point
+    x, _, ok, level = _converge(maps, moments, (a0, b0, moments.derivatives(b0)[0] + d0),
+                                tau_local)
+    if not ok:
+        return None
+    a, b, e = x
+    pb, S, _ = maps(a, b, e, level=level)[2]
+    gamma = cm.output_scale(a * a * S)
+    if gamma is None or abs(a) * gamma >= 2.0:
+        return None
+    if near is not None and any(abs(u - v) > near * (1.0 + abs(v))
+                                for u, v in zip((a, b, e - pb), point)):
+        return None
+    return a, b, e, gamma, level
+
+
+def _steers_dks(act, moments):
+    """True where phi''^2 jumps (elu, not softsign, whose phi'' only changes sign): there
+    dks's unsplit quadrature misses C''(1) by O(h) ~ 1e-4, enough to change its branch."""
+    for kink in act.kinks:
+        if kink.order == 2:
+            left, jump = moments.derivatives(kink.location)[2], kink.jumps[2]
+            if abs(jump * (2.0 * left + jump)) > 1e-12 * (1.0 + left * left):
+                return True
+    return False
+
+
+def _emulated_branch(act, moments, maps, tau_local):
+    """Where phi'' jumps: the branch dks's search reaches on dks's quadrature
+    (:mod:`._dks_rule`), polished on the exact maps; None when it finds none."""
+    from ._dks_rule import tat_branch
+
+    for point in tat_branch(act, tau_local):
+        hit = _polish(moments, maps, point, tau_local, near=BRANCH_DISTANCE)
+        if hit is not None:
+            return hit
     return None
 
 
@@ -285,7 +329,11 @@ def _solve_smooth(act, tau_local, digits):
     maps = cm.LastCall(functools.partial(local_maps, moments))
     center = cm.info(act)["odd_center"]
     best, found, rejected, degenerate = None, None, [], []
-    hit = _hybr_branch(moments, maps, tau_local, center)
+    hit = None
+    if _steers_dks(act, moments):
+        hit = _emulated_branch(act, moments, maps, tau_local)
+    if hit is None:
+        hit = _hybr_branch(moments, maps, tau_local, center)
     if hit is not None:
         a, b, e, gamma, level = hit
         found = (a, b, e - maps(a, b, e, level=level)[2][0], gamma)
