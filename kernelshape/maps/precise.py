@@ -337,8 +337,13 @@ def _k_trapezoid(act, q, c, digits, what):
     # The Gaussian factors limit the steps too (aliasing error ~ exp(-2 pi^2 s^2 / h^2)):
     # for a slowly varying phi (small input scale) tau is large and they alone set h.
     gauss_h = mpmath.pi / mpmath.sqrt(2 * (digits + 6) * ln10) / 2
-    for _ in range(_MAX_REFINE + 1):
-        h = min(mpmath.pi * tau / ((digits + 6) * ln10), gauss_h)
+    # First pass with steps 1.6x longer: when tau is the true distance the fine grid is
+    # then good to 10^-1.25(digits + 6) and the check below passes at 2.6x less work;
+    # when the nearest singularity is closer (atan, asinh: distance 1, not pi/2) the
+    # check fails and the usual steps follow.
+    steps = [1.6] + [1.0] * _MAX_REFINE
+    for boost in steps:
+        h = min(boost * mpmath.pi * tau / ((digits + 6) * ln10), gauss_h)
         hy = min(h, gauss_h * s)
         result = _trapezoid_pass(phi, root, c, s, h, hy, umax, zw + 2 * phi.growth * scale * s)
         fine, coarse = result
@@ -348,7 +353,8 @@ def _k_trapezoid(act, q, c, digits, what):
         if all((a - b) ** 2 * 100 <= _tol(a, q_val, digits) * q_val
                and abs(a - b) < q_val / 100 for a, b in zip(fine, coarse)):
             return fine, q_val
-        tau /= 2
+        if boost == 1.0:
+            tau /= 2
     raise ConvergenceError(
         f"trapezoid sums for the C map of {what} did not reach {digits} digits: grids h and "
         f"2h give {[mpmath.nstr(v, 15) for v in fine]} and {[mpmath.nstr(v, 15) for v in coarse]}")

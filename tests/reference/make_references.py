@@ -68,6 +68,13 @@ def jobs():
             for c in CS:
                 affine.append(((case_id, a, b, "c_map", 1.0, c), spec))
 
+    family = {}
+    for case_id, spec in cases():
+        act = make_activation(spec)
+        # closed forms first, then one analytic piece (trapezoid sums), then several pieces
+        family[case_id] = (0 if act.c_map_expr(order=0) is not None
+                           else 1 if len(act.pieces) == 1 else 2)
+
     def cost(item):
         (case_id, a, b, kind, q, c), _ = item
         one_d = kind == "q_map" or c in (-1.0, 0.0, 1.0)
@@ -77,7 +84,7 @@ def jobs():
             tier = 0 if q == 1.0 else 1 if one_d else 3
         else:
             tier = 2
-        return (tier, not one_d, q, case_id, a, b)
+        return (family[case_id], tier, not one_d, q, case_id, a, b)
 
     return sorted(plain + affine, key=cost)
 
