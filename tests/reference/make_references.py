@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import sys
@@ -109,6 +110,24 @@ def closed_form(act, kind, q, c, digits):
     """
     from kernelshape.maps import closed_forms as cf
 
+    exprs = _closed_exprs(act, kind, q)
+    if exprs is None:
+        return None
+    symbol, at = (cf.Q, q) if kind == "q_map" else (cf.C, c)
+    values = []
+    for expr in exprs:
+        value = sp.N(expr.subs(symbol, sp.Rational(at)), digits + 10)
+        if not value.is_finite or not value.is_real:
+            return None
+        values.append(mpmath.mpf(str(value)))
+    return values
+
+
+@functools.lru_cache(maxsize=None)
+def _closed_exprs(act, kind, q):
+    """The three exact closed-form expressions (orders 0-2) of ``act``'s Q or C map (at
+    input ``q``), or None; kept for the other c values of the same map (sympy takes up to
+    a minute for a shifted sin)."""
     # Floats in the activation (negative slopes, affine factors) hold binary doubles; as
     # exact rationals the closed form stays exact (computed from Floats, sympy would round
     # its coefficients to 53 bits), with the same numbers the float64 and quadrature use.
@@ -118,21 +137,16 @@ def closed_form(act, kind, q, c, digits):
     expr = base.expr.xreplace({f: sp.Rational(f) for f in base.expr.atoms(sp.Float)})
     a, b, d, g = (sp.Rational(v) for v in act.affine_params)
     act = ks.activation(g * (expr.subs(X, a * X + b) + d))
-    values = []
+    out = []
     for k in range(3):
         if kind == "q_map":
-            expr, symbol, at = act.q_map_expr(order=k), cf.Q, q
+            expr = act.q_map_expr(order=k)
         else:
-            expr, symbol, at = act.c_map_expr(order=k, q=sp.Rational(q)), cf.C, c
-        if expr is None:
-            return None
-        if expr.atoms(sp.Float):
-            return None        # rounded coefficients: not a 40-digit reference
-        value = sp.N(expr.subs(symbol, sp.Rational(at)), digits + 10)
-        if not value.is_finite or not value.is_real:
-            return None
-        values.append(mpmath.mpf(str(value)))
-    return values
+            expr = act.c_map_expr(order=k, q=sp.Rational(q))
+        if expr is None or expr.atoms(sp.Float):
+            return None        # none, or rounded coefficients: not a 40-digit reference
+        out.append(expr)
+    return tuple(out)
 
 
 def compute(spec, a, b, kind, q, c, digits):
