@@ -9,7 +9,7 @@ each one, so it can be stopped and restarted at will::
     nohup python tests/reference/make_references.py > /tmp/references.log 2>&1 &
 
 Options: ``--digits N`` (default 40), ``--only NAME`` (one activation), ``--max-seconds S``
-(stop after S seconds), ``--out PATH``, ``--shard I/N`` (take every N-th job starting at I,
+(stop after S seconds), ``--out PATH``, ``--shard I/N`` (take every N-th pending job from I,
 so N processes can share the work; each writes its own ``--out`` file) and ``--merge
 FILE...`` (fold shard files into ``--out``, keeping entries already there).
 """
@@ -214,13 +214,10 @@ def main(argv=None):
         save(args.out, provenance, entries)
         print(f"{len(entries)} entries in {args.out}")
         return
-    for index, ((case_id, a, b, kind, q, c), spec) in enumerate(jobs()):
-        if index % shards != shard:
-            continue
-        if args.only and not case_id.startswith(args.only):
-            continue
-        if (case_id, a, b, kind, q, c) in done:
-            continue
+    # shard the pending jobs (shards started from the same file split the work evenly)
+    pending = [job for job in jobs() if job[0] not in done
+               and not (args.only and not job[0][0].startswith(args.only))]
+    for (case_id, a, b, kind, q, c), spec in pending[shard::shards]:
         if args.max_seconds and time.time() - start > args.max_seconds:
             break
         t0 = time.time()
