@@ -145,7 +145,7 @@ def tat_branch(act, tau_local):
         return a, v, a * f1, a * a * f2
 
     def fun(p):
-        a, v, f1, f2 = outputs(p)
+        _, v, f1, f2 = outputs(p)
         s = g @ (v * v)
         return np.array([(g @ (v * f1 * y)) / s - 1.0, (g @ (f1 * f1)) / s - 1.0,
                          (g @ (f2 * f2)) / s - tau_local])

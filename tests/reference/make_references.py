@@ -123,7 +123,7 @@ def closed_form(act, kind, q, c, digits):
     return values
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _closed_exprs(act, kind, q):
     """The three exact closed-form expressions (orders 0-2) of ``act``'s Q or C map (at
     input ``q``), or None; kept for the other c values of the same map (sympy takes up to
