@@ -136,6 +136,8 @@ def _closed_exprs(act, kind, q):
     base = act.base if act.is_affine else act
     expr = base.expr.xreplace({f: sp.Rational(f) for f in base.expr.atoms(sp.Float)})
     a, b, d, g = (sp.Rational(v) for v in act.affine_params)
+    if expr.has(sp.sin, sp.cos) and max(v.q for v in (a, b, d, g)) > 2**20:
+        return None   # sympy's closed form swells past 9 GB with 53-bit rationals in a trig
     act = ks.activation(g * (expr.subs(X, a * X + b) + d))
     out = []
     for k in range(3):
