@@ -50,9 +50,9 @@ _NUDGE = 0.1
 #: Newton steps are taken in (input_scale, input_shift, output_shift) while the input scale
 #: is at least this, in (input_scale, input_shift, e) below (see :func:`_mover`).
 SHIFT_STEPS_ABOVE = 0.01
-#: Where phi'' jumps, the polished solution must lie this close (relative to
-#: ``1 + |value|``) to the point dks's search found on its own quadrature, whose error
-#: there is ~1e-3: farther, Newton left dks's branch.
+#: Where phi''^2 jumps, the polished solution must lie this close (relative to
+#: ``1 + |value|``) to the point dks's search found on its own quadrature (off by ~1e-5
+#: for elu): farther, Newton has left dks's branch.
 BRANCH_DISTANCE = 0.02
 
 
@@ -313,7 +313,7 @@ def _steers_dks(act, moments):
 
 
 def _emulated_branch(act, moments, maps, tau_local):
-    """Where phi'' jumps: the branch dks's search reaches on dks's quadrature
+    """Where phi''^2 jumps: the branch dks's search reaches on dks's quadrature
     (:mod:`._dks_rule`), polished on the exact maps; None when it finds none."""
     from ._dks_rule import tat_branch
 
