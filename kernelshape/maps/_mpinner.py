@@ -1,19 +1,50 @@
-"""Closed-form inner integrals of the C map for activations made of ``x^r exp(lambda x)`` terms.
+"""Closed-form inner integrals of the C map for piecewise ``x^r exp(lambda x)`` and rational
+activations.
 
 On a piece where phi is a sum of ``x^r exp(lambda x)`` terms (ReLU family, ELU, SELU,
 polynomials) the inner Gaussian integral over ``w`` in :mod:`kernelshape.maps.precise` is a
 finite sum of truncated Gaussian moments, evaluated exactly in mpmath (:class:`_Inner`).
+
+A piece that is a polynomial plus simple real poles ``coef / (x - p)`` outside it
+(softsign: ``1 - 1/(1 + x)``) adds, per pole, ``He_n(w_p) J + (truncated moments)``, from
+``He_n(w) = He_n(w_p) + (w - w_p) R_n(w)``, with one integral left,
+``J = int N(w) / (w - w_p) dw`` over the piece. Its pieces are edge integrals
+
+    F_d(a) = int_a^inf N(w) / (w - a + d) dw,   d > 0 the distance from edge to pole,
+
+and ``F_d' = -Phi_c(a) - (a - d) F_d`` (differentiate under ``w = a + t``) gives
+
+    F_d(a) = exp(-(a - d)^2 / 2) int_a^inf Phi_c(s) exp((s - d)^2 / 2) ds,
+
+a cumulative integral of a smooth positive function: for the outer nodes of one C map, ``d``
+is fixed per (piece edge, pole) and ``F_d`` at all of them costs one sweep
+(:meth:`_Inner.prepare`), not one quadrature per node.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 
 import mpmath
 import sympy as sp
 
+from ..errors import ConvergenceError
 from ..parsing import X
-from ._mpquad import _gauss_legendre, _half_width, _mid, _panel_width, _panels
+from ._mpquad import (
+    _gauss_legendre,
+    _half_width,
+    _integrate_1d,
+    _mid,
+    _panel_width,
+    _panels,
+)
+
+#: Extra digits for pole terms (``He_n(w_p) J`` and the moments cancel like ``|w_p|^4``).
+_POLE_GUARD = 20
+#: Largest ``gap * |s - d|`` between neighbouring sweep points (the integrand changes by up
+#: to ``e^(gap |s - d|)`` there); beyond it the caller integrates numerically instead.
+_MAX_SWING = 150
 
 
 @functools.lru_cache(maxsize=512)
@@ -41,6 +72,61 @@ def _polyexp_terms(base, branch: int):
                 return None
         out.append((coef, r, lam))
     return tuple(out)
+
+
+@functools.lru_cache(maxsize=512)
+def _split_terms(base, branch: int):
+    """Branch as ``(polyexp terms, ((coef, p), ...))``: ``sum coef x^r exp(lam x)`` plus
+    simple real poles ``coef / (x - p)``; or None."""
+    terms = _polyexp_terms(base, branch)
+    if terms is not None:
+        return terms, ()
+    expr = base.branches[branch]
+    if not expr.is_rational_function(X):
+        return None
+    poly, poles = [], []
+    for term in sp.Add.make_args(sp.apart(sp.together(expr), X)):
+        if term.is_polynomial(X):
+            for (r,), coef in sp.Poly(term, X).terms():
+                poly.append((coef, r, sp.Integer(0)))
+            continue
+        num, den = term.as_numer_denom()
+        if num.has(X) or not den.is_polynomial(X) or sp.degree(den, X) != 1:
+            return None
+        lead, const = sp.Poly(den, X).all_coeffs()
+        pole = -const / lead
+        if not (pole.is_number and pole.is_real):
+            return None
+        poles.append((num / lead, pole))
+    return tuple(poly), tuple(poles)
+
+
+def _edge_integrals(d, points):
+    """``{a: F_d(a)}`` for the points ``a`` (module docs), by one downward sweep of
+    ``K(a) = int_a^inf Phi_c(s) exp((s - d)^2 / 2) ds``: from the
+    highest point on, then on each gap (two-rule Gauss-Legendre throughout)."""
+    def g(s):
+        return mpmath.erfc(s / mpmath.sqrt(2)) / 2 * mpmath.exp((s - d) ** 2 / 2)
+
+    order = sorted(set(points), reverse=True)
+    if any((hi - lo) * max(abs(hi - d), abs(lo - d)) > _MAX_SWING
+           for hi, lo in itertools.pairwise(order)):
+        raise ConvergenceError("edge integrals: the integrand swings too far between "
+                               "neighbouring points for the sweep")
+    top = order[0]
+    # g decreases, like exp(-d s) / s beyond max(top, 0): truncate where that is below
+    # 10^-(dps + 10) of g(top), with panels a few decay lengths wide
+    end = max(top, 0) + (mpmath.mp.dps + 10) * mpmath.log(10) / d + 1
+    k = _integrate_1d(lambda a, b: lambda s: [g(s)], [top, end], min(4, 8 / d),
+                      mpmath.mp.dps - 8, "an edge integral",
+                      scale_of=lambda values: abs(values[0]))[0]
+    out = {top: k}
+    for hi, lo in itertools.pairwise(order):
+        k += _integrate_1d(lambda a, b: lambda s: [g(s)], [lo, hi], mpmath.mpf(1) / 2,
+                           mpmath.mp.dps - 8, "an edge integral",
+                           scale_of=lambda values: abs(values[0]))[0]
+        out[lo] = k
+    return {a: mpmath.exp(-(a - d) ** 2 / 2) * kv for a, kv in out.items()}
 
 
 def _poly_mul(p, q):
@@ -98,14 +184,20 @@ class _Inner:
 
     def __init__(self, phi, root, c, s, digits):
         self.phi, self.root, self.c, self.s, self.digits = phi, root, c, s, digits
-        self.closed = all(_polyexp_terms(phi.base, br) is not None for br in set(phi.ybranch))
+        self.closed = all(_split_terms(phi.base, br) is not None for br in set(phi.ybranch))
         herm = _hermite_coeffs(4)
+        self.herm = [[mpmath.mpf(v) for v in row] for row in herm]
+        self.poles, self.edges = {}, None
         if self.closed:
             sigma = phi.A * root * s
             self.terms = {}
             for br in set(phi.ybranch):
                 rows = []
-                for coef, r, lam in _polyexp_terms(phi.base, br):
+                terms, poles = _split_terms(phi.base, br)
+                self.poles[br] = [(mpmath.mpf(sp.N(coef, mpmath.mp.dps + 5)),
+                                   mpmath.mpf(sp.N(pole, mpmath.mp.dps + 5)))
+                                  for coef, pole in poles]
+                for coef, r, lam in terms:
                     coef = mpmath.mpf(sp.N(coef, mpmath.mp.dps + 5))
                     lam = mpmath.mpf(sp.N(lam, mpmath.mp.dps + 5))
                     shift = lam * sigma
@@ -116,6 +208,64 @@ class _Inner:
         zmax = _half_width(phi, root * s, mpmath.mp.dps)
         self.zmax = zmax
         self.width = _panel_width(phi, root * s)
+
+    @property
+    def has_poles(self):
+        return any(self.poles.values())
+
+    def _intervals(self, u):
+        """``(wlo, whi, branch, mu, sigma)`` of each piece for the outer node ``u``."""
+        phi = self.phi
+        mu = phi.A * self.root * self.c * u + phi.B
+        sigma = phi.A * self.root * self.s
+        for (ylo, yhi), br in zip(zip(phi.yedges[:-1], phi.yedges[1:]), phi.ybranch):
+            wlo, whi = (ylo - mu) / sigma, (yhi - mu) / sigma
+            if wlo > whi:
+                wlo, whi = whi, wlo
+            yield wlo, whi, br, mu, sigma
+
+    def _edge_terms(self, wp, wlo, whi):
+        """``J = int_wlo^whi N(w) / (w - w_p) dw`` as ``[(sign, d, a)]``, ``J = sum sign
+        F_d(a)`` (module docs; a pole above the piece is mirrored below it)."""
+        if wp < wlo:
+            terms = [(1, wlo - wp, wlo), (-1, whi - wp, whi)]
+        else:   # w -> -w: pole at -w_p below [-whi, -wlo]
+            terms = [(-1, wp - whi, -whi), (1, wp - wlo, -wlo)]
+        return [t for t in terms if not mpmath.isinf(t[2])]
+
+    def prepare(self, us):
+        """Edge integrals for every pole term at the outer nodes ``us`` (one sweep per
+        distinct edge-to-pole distance); a no-op without poles."""
+        if not (self.closed and self.has_poles):
+            return
+        wanted = {}
+        with mpmath.workdps(mpmath.mp.dps + _POLE_GUARD):
+            for u in us:
+                for wlo, whi, br, mu, sigma in self._intervals(mpmath.mpf(u)):
+                    for _, pole in self.poles[br]:
+                        wp = (pole - mu) / sigma
+                        for _, d, a in self._edge_terms(wp, wlo, whi):
+                            wanted.setdefault(d, set()).add(a)
+            self.edges = {d: _edge_integrals(d, points) for d, points in wanted.items()}
+
+    def _pole(self, pole, mu, sigma, wlo, whi):
+        """``E_w[He_n(w) / (mu + sigma w - pole); wlo < w < whi]`` for n = 0..4 (the pole
+        outside the interval), from the edge integrals of :meth:`prepare`."""
+        wp = (pole - mu) / sigma
+        J = mpmath.fsum(sign * self.edges[d][a] for sign, d, a in
+                        self._edge_terms(wp, wlo, whi))
+        moments = _gauss_moments(wlo, whi, 3)
+        out = []
+        for n in range(5):
+            # synthetic division: He_n(w) = He_n(w_p) + (w - w_p) R_n(w)
+            quotient, acc = [mpmath.mpf(0)] * max(n, 1), mpmath.mpf(0)
+            for k in range(n, -1, -1):
+                acc = acc * wp + self.herm[n][k]
+                if k > 0:
+                    quotient[k - 1] = acc
+            rest = mpmath.fsum(q * m for q, m in zip(quotient, moments)) if n else 0
+            out.append((acc * J + rest) / sigma)
+        return out
 
     def wbreaks(self, u):
         """Kinks of w -> f(c u + s w), in w."""
@@ -129,14 +279,20 @@ class _Inner:
 
     def _closed(self, u):
         phi = self.phi
-        # base argument y = mu + sigma w
-        mu = phi.A * self.root * self.c * u + phi.B
-        sigma = phi.A * self.root * self.s
+        if self.has_poles:
+            # the edge integrals were computed at this precision (He_n(w_p) J + moments
+            # cancel like |w_p|^4 for large |w_p|)
+            with mpmath.workdps(mpmath.mp.dps + _POLE_GUARD):
+                return [+v for v in self._closed_terms(phi, mpmath.mpf(u))]
+        return self._closed_terms(phi, u)
+
+    def _closed_terms(self, phi, u):
         total = [mpmath.mpf(0)] * 5
-        for (ylo, yhi), br in zip(zip(phi.yedges[:-1], phi.yedges[1:]), phi.ybranch):
-            wlo, whi = (ylo - mu) / sigma, (yhi - mu) / sigma
-            if wlo > whi:
-                wlo, whi = whi, wlo
+        # base argument y = mu + sigma w
+        for wlo, whi, br, mu, sigma in self._intervals(u):
+            for coef, pole in self.poles.get(br, ()):
+                for n, value in enumerate(self._pole(pole, mu, sigma, wlo, whi)):
+                    total[n] += coef * value
             for coef, r, lam, shift, hes in self.terms[br]:
                 # N(w) e^{lam sigma w} = e^{shift^2/2} N(w - shift)
                 factor = coef * mpmath.exp(lam * mu + shift * shift / 2)
