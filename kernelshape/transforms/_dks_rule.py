@@ -35,7 +35,6 @@ arithmetic; that is not reproduced (see the DKS notes).
 from __future__ import annotations
 
 import functools
-import itertools
 import math
 
 import numpy as np
@@ -118,21 +117,12 @@ def _evaluator(act):
     return evaluate
 
 
-#: dks's starting values for TAT (input_scale, input_shift, output_shift), in its order,
-#: then 41 uniform draws after ``np.random.seed(123)`` (dks 0.1.2's ``num_tries = 50``).
-def dks_tat_starts():
-    fixed = list(itertools.product((1.0, 0.1), (0.0, 1.0, -1.0), (0.0, 1.0, -1.0)))
-    rng = np.random.RandomState(123)
-    ranges = ((0.0, 2.0), (-3.0, 3.0), (-3.0, 3.0))
-    return fixed + [tuple(rng.uniform(lo, hi) for lo, hi in ranges)
-                    for _ in range(50 - len(fixed))]
-
-
-def tat_branch(act, tau_local):
+def tat_branch(act, tau_local, starts):
     """dks's TAT search on dks's rule: yields each point ``(alpha, beta, delta)`` where its
     ``hybr`` (forward-difference Jacobian, as dks calls it) reports success and
-    ``|alpha| * gamma < 2``, in dks's order of starts. The caller polishes each on the
-    exact maps and takes the first that converges."""
+    ``|alpha| * gamma < 2``, from ``starts`` (dks's, in its order: see
+    :func:`~kernelshape.transforms.tat._dks_random_starts`). The caller polishes each on
+    the exact maps and takes the first that converges."""
     from scipy.optimize import root
 
     y, g = _gaussian_rule()
@@ -155,7 +145,7 @@ def tat_branch(act, tau_local):
         return np.array([mean(v * f1 * y) / s - 1.0, mean(f1 * f1) / s - 1.0,
                          mean(f2 * f2) / s - tau_local])
 
-    for start in dks_tat_starts():
+    for start in starts:
         with np.errstate(all="ignore"):
             sol = root(fun, np.array(start), method="hybr")
         if not sol.success or not np.all(np.isfinite(sol.x)):

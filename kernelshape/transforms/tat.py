@@ -317,7 +317,8 @@ def _emulated_branch(act, moments, maps, tau_local):
     (:mod:`._dks_rule`), polished on the exact maps; None when it finds none."""
     from ._dks_rule import tat_branch
 
-    for point in tat_branch(act, tau_local):
+    for point in tat_branch(act, tau_local,
+                            itertools.chain(_DKS_STARTS, _dks_random_starts())):
         hit = _polish(moments, maps, point, tau_local, near=BRANCH_DISTANCE)
         if hit is not None:
             return hit
