@@ -111,6 +111,19 @@ def test_dks_residuals_mpmath(name, net):
     _check_mp(t)
 
 
+def test_dks_start_picks_a_solution():
+    # selu has two DKS solutions on resnet(101, 0.6): the default starts reach input_scale
+    # ~1.05; start= near the other one gives input_scale ~0.11; both exact roots
+    net = resnet(101, 0.6)
+    large = dks(_act("selu"), network=net)
+    small = dks(_act("selu"), network=net, start=(0.1, -0.3))
+    assert large.params["input_scale"] > 1.0 and large.params["input_shift"] > 1.5
+    assert 0.1 < small.params["input_scale"] < 0.12 and small.params["input_shift"] < -0.2
+    for t in (large, small):
+        assert t.max_residual <= 1e-14
+        _check_mp(t)
+
+
 @pytest.mark.parametrize("net", list(NETWORKS), ids=str)
 @pytest.mark.parametrize("name", TAT_SMOOTH)
 def test_tat_residuals_mpmath(name, net):

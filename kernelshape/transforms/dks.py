@@ -128,7 +128,7 @@ def _converge(maps, x, targets, fixed_b=None):
 
 
 def dks(phi, *, network, zeta: float = 1.5, q_slope: float = 1.0,
-        digits: int | None = None) -> Transform:
+        digits: int | None = None, start=None) -> Transform:
     """Solve the DKS transform of ``phi`` for ``network`` (Martens et al. 2021, §4-5).
 
     Args:
@@ -140,6 +140,10 @@ def dks(phi, *, network, zeta: float = 1.5, q_slope: float = 1.0,
         q_slope: the local Q'(1) target, ``> 0`` (ignored for ReLU, as in ``dks``).
         digits: None for float64 (residuals about 1e-15); N >= 16 solves in mpmath to N
             digits (residuals below 10^-(N-5)).
+        start: optional ``(input_scale, input_shift)`` tried before the default starts,
+            to pick one of several solutions (selu has two on most networks; see
+            docs/coming-from-dks.md). If Newton does not converge from it, the default
+            starts follow. Not for the ReLU family, whose search is one-dimensional.
 
     Returns:
         A :class:`~kernelshape.transforms.result.Transform` with ``dks``-named params,
@@ -147,7 +151,8 @@ def dks(phi, *, network, zeta: float = 1.5, q_slope: float = 1.0,
         re-evaluated from the final parameters.
 
     Raises:
-        TransformError: bad zeta / q_slope, leaky ReLU with a fixed slope.
+        TransformError: bad zeta / q_slope / start, leaky ReLU with a fixed slope, a
+            start for the ReLU family.
         UnreachableTargetError: linear activations; targets no parameters reach (names the
             condition and the closest value).
         FreeParameterError: free parameters DKS does not solve.
@@ -176,6 +181,11 @@ def dks(phi, *, network, zeta: float = 1.5, q_slope: float = 1.0,
             raise TransformError(
                 f"DKS: {act.expr} jumps at {[k.location for k in act.kinks if k.order == 0]}; "
                 "C'(1) is infinite for discontinuous activations")
+    if start is not None:
+        if leaky or cm.info(act)["relu"]:
+            raise TransformError("DKS: start= is for activations whose input scale and "
+                                 "shift are both solved, not the ReLU family")
+        start = _check_start(start)
     xi = local_slope(net, zeta)
     targets = {"zeta": zeta, "q_slope": q_slope, "xi": xi}
     if leaky:
@@ -191,7 +201,7 @@ def dks(phi, *, network, zeta: float = 1.5, q_slope: float = 1.0,
         residuals = _residuals(act, params, {"Q(1)": 1.0, "C(0)": 0.0, "C'(1)": xi}, digits,
                                level)
     else:
-        params, level = _solve_smooth(act, q_slope, xi, digits)
+        params, level = _solve_smooth(act, q_slope, xi, digits, start)
         residuals = _residuals(act, params, {"Q(1)": 1.0, "Q'(1)": q_slope, "C(0)": 0.0,
                                              "C'(1)": xi}, digits, level)
     return Transform(method="dks", base=act, params=params, targets=targets,
@@ -202,13 +212,26 @@ def dks(phi, *, network, zeta: float = 1.5, q_slope: float = 1.0,
 _STARTS = [(a, b) for a in (0.1, 1.0) for b in (0.0, 1.0, -1.0)]
 
 
-def _solve_smooth(act, q_slope, xi, digits):
+def _check_start(start):
+    try:
+        a, b = start
+    except (TypeError, ValueError):
+        raise TransformError("DKS: start must be a pair (input_scale, input_shift), got "
+                             f"{start!r}") from None
+    a = cm.check_real("start input_scale", a)
+    if a == 0.0:
+        raise TransformError("DKS: start input_scale must be nonzero")
+    return (a, cm.check_real("start input_shift", b))
+
+
+def _solve_smooth(act, q_slope, xi, digits, start=None):
     moments = cm.moments_of(act)
     maps = cm.LastCall(functools.partial(local_maps, moments))
     center = cm.info(act)["odd_center"]
-    tries = (_converge(maps, start, (q_slope, xi)) for start in _STARTS
+    starts = [start, *_STARTS] if start is not None else _STARTS
+    tries = (_converge(maps, x0, (q_slope, xi)) for x0 in starts
              # phi odd about (0, c): F is even in beta, its Jacobian singular at beta = 0
-             if center is None or start[1] != 0.0)
+             if center is None or x0[1] != 0.0)
     a, b, mean, gamma, level = _first_solution(
         act, moments, maps, tries, ("Q'(1)", "C'(1)"), (q_slope, xi),
         fold_shift=center is not None)
