@@ -16,9 +16,13 @@ and ``F_d' = -Phi_c(a) - (a - d) F_d`` (differentiate under ``w = a + t``) gives
 
     F_d(a) = exp(-(a - d)^2 / 2) int_a^inf Phi_c(s) exp((s - d)^2 / 2) ds,
 
-a cumulative integral of a smooth positive function: for the outer nodes of one C map, ``d``
-is fixed per (piece edge, pole) and ``F_d`` at all of them costs one sweep
-(:meth:`_Inner.prepare`), not one quadrature per node.
+a cumulative integral of a smooth positive function. For the outer nodes of one C map, ``d``
+is fixed per (piece edge, pole), and :meth:`_Inner.prepare` gets ``F_d`` at all of them at
+once (:func:`_edge_integrals`): points far from the pole's edge on their own (Dawson's
+asymptotic series below 0, one Gauss-Laguerre rule for large ``a d``), the rest by a downward
+sweep (a Taylor step of the ODE between close points, a truncated quadrature of the gap
+otherwise). Near |c| = 1 the points spread over hundreds of units of ``a``; every step stays
+bounded there.
 """
 
 from __future__ import annotations
@@ -42,9 +46,6 @@ from ._mpquad import (
 
 #: Extra digits for pole terms (``He_n(w_p) J`` and the moments cancel like ``|w_p|^4``).
 _POLE_GUARD = 20
-#: Largest ``gap * |s - d|`` between neighbouring sweep points (the integrand changes by up
-#: to ``e^(gap |s - d|)`` there); beyond it the caller integrates numerically instead.
-_MAX_SWING = 150
 
 
 @functools.lru_cache(maxsize=512)
@@ -102,31 +103,183 @@ def _split_terms(base, branch: int):
 
 
 def _edge_integrals(d, points):
-    """``{a: F_d(a)}`` for the points ``a`` (module docs), by one downward sweep of
-    ``K(a) = int_a^inf Phi_c(s) exp((s - d)^2 / 2) ds``: from the
-    highest point on, then on each gap (two-rule Gauss-Legendre throughout)."""
-    def g(s):
-        return mpmath.erfc(s / mpmath.sqrt(2)) / 2 * mpmath.exp((s - d) ** 2 / 2)
+    """``{a: F_d(a)}`` for the points ``a`` (module docs), by one downward sweep.
+
+    In the scaled form ``h_a(s) = exp(((s - d)^2 - (a - d)^2) / 2) Phi_c(s)``, with
+    ``F_d(a) = int_a^inf h_a(s) ds``, neighbouring points ``lo < hi`` are linked by
+
+        F_d(lo) = exp(((hi - d)^2 - (lo - d)^2) / 2) F_d(hi) + int_lo^hi h_lo(s) ds.
+
+    Every term is positive and at most ``F_d(lo)``. ``h_lo`` decays at least like
+    ``exp(-r (s - lo))`` with ``r = d + max(0, -s)`` (its log-derivative is ``s - d`` minus
+    the inverse Mills ratio, which exceeds ``max(0, s)``), so each integral stops where it
+    has fallen below ``10^-(dps + 10)`` of its start: gaps far from the pole cost no more
+    than near ones, however far the points spread (near |c| = 1 they span thousands).
+    """
+    dps = mpmath.mp.dps
+    budget = (dps + 10) * mpmath.log(10)
+
+    def integral(lo, hi):
+        # truncation length: within [lo, lo + t] the decay rate is at least d, and at
+        # least d + |lo| / 2 while s <= lo / 2
+        t = budget / d
+        if lo < 0:
+            t_neg = budget / (d - lo / 2)
+            if t_neg <= -lo / 2:
+                t = t_neg
+        end = lo + t if hi is None else min(hi, lo + t)
+        shift = (lo - d) ** 2
+
+        def h(s):
+            return [mpmath.exp(((s - d) ** 2 - shift) / 2) * mpmath.erfc(s / mpmath.sqrt(2))
+                    / 2]
+        # panels a few decay lengths wide, and (for s > 2, where h is exp(-d s) times a
+        # function smooth on the scale of s) growing with s
+        cuts, x = [lo], lo
+        while x < end:
+            x = min(end, x + min(8 / (d + max(0, -x)), max(mpmath.mpf(1) / 2, x / 4)))
+            cuts.append(x)
+        return _integrate_1d(lambda a, b: h, cuts, max(b - a for a, b in
+                                                       itertools.pairwise(cuts)),
+                             dps - 8, "an edge integral",
+                             scale_of=lambda values: abs(values[0]))[0]
 
     order = sorted(set(points), reverse=True)
-    if any((hi - lo) * max(abs(hi - d), abs(lo - d)) > _MAX_SWING
-           for hi, lo in itertools.pairwise(order)):
-        raise ConvergenceError("edge integrals: the integrand swings too far between "
-                               "neighbouring points for the sweep")
-    top = order[0]
-    # g decreases, like exp(-d s) / s beyond max(top, 0): truncate where that is below
-    # 10^-(dps + 10) of g(top), with panels a few decay lengths wide
-    end = max(top, 0) + (mpmath.mp.dps + 10) * mpmath.log(10) / d + 1
-    k = _integrate_1d(lambda a, b: lambda s: [g(s)], [top, end], min(4, 8 / d),
-                      mpmath.mp.dps - 8, "an edge integral",
-                      scale_of=lambda values: abs(values[0]))[0]
-    out = {top: k}
-    for hi, lo in itertools.pairwise(order):
-        k += _integrate_1d(lambda a, b: lambda s: [g(s)], [lo, hi], mpmath.mpf(1) / 2,
-                           mpmath.mp.dps - 8, "an edge integral",
-                           scale_of=lambda values: abs(values[0]))[0]
-        out[lo] = k
-    return {a: mpmath.exp(-(a - d) ** 2 / 2) * kv for a, kv in out.items()}
+    out = {}
+    for a in order:
+        value = _direct_edge(d, a)
+        if value is not None:
+            out[a] = value
+    hi = None
+    for lo in order:
+        if lo not in out:
+            step = None if hi is None else _taylor_step(d, hi, out[hi], lo - hi)
+            out[lo] = step if step is not None else integral(lo, None) if hi is None else (
+                mpmath.exp((hi - lo) * (hi + lo - 2 * d) / 2) * out[hi] + integral(lo, hi))
+        hi = lo
+    return out
+
+
+#: Smallest ``a d`` (distance from 0 to the pole of the Laguerre integrand) for which
+#: :func:`_direct_edge` tries one Gauss-Laguerre rule for ``F_d(a)``, ``a > 0``.
+_LAGUERRE_REACH = 20
+
+
+@functools.lru_cache(maxsize=16)
+def _gauss_laguerre(n: int, dps: int):
+    """n-point Gauss-Laguerre nodes and weights (weight ``e^-x`` on [0, inf)) at ``dps``
+    digits: numpy's float64 nodes polished by Newton on ``L_n`` (three-term recurrence),
+    weights ``x / ((n + 1) L_(n+1)(x))^2``."""
+    import numpy as np
+
+    def laguerre(x):
+        """(L_n(x), L_n'(x), L_(n+1)(x))."""
+        prev, cur = mpmath.mpf(1), 1 - x
+        for k in range(1, n):
+            prev, cur = cur, ((2 * k + 1 - x) * cur - k * prev) / (k + 1)
+        nxt = ((2 * n + 1 - x) * cur - n * prev) / (n + 1)
+        return cur, n * (cur - prev) / x, nxt
+
+    rule = []
+    with mpmath.workdps(dps + 10):
+        tol = mpmath.mpf(10) ** -(dps + 8)
+        for x0 in np.polynomial.laguerre.laggauss(n)[0]:
+            x = mpmath.mpf(float(x0))
+            for _ in range(12):
+                value, slope, _ = laguerre(x)
+                step = value / slope
+                x -= step
+                if abs(step) <= tol * x:
+                    break
+            else:
+                raise ConvergenceError(f"Gauss-Laguerre node {float(x0)} of {n} did not "
+                                       "converge")
+            rule.append((x, x / ((n + 1) * laguerre(x)[2]) ** 2))
+    return tuple((+x, +w) for x, w in rule)
+
+
+def _direct_edge(d, a):
+    """``F_d(a)`` on its own, far from the pole's edge; None elsewhere (the sweep takes it).
+
+    * ``a`` far below 0: ``F_d(a) = sqrt(2) Dawson(D / sqrt 2) - int_-inf^a ...`` with
+      ``D = d - a``; the second term is below ``N(a) (|ln d| + 6) (D + 3)`` relative, and
+      Dawson's asymptotic series gives ``F_d(a) = sum_j (2j - 1)!! / D^(2j + 1)``, used
+      when it reaches the working precision before its terms turn (``D^2`` large).
+    * ``a d`` large: ``F_d(a) = N(a) / a int_0^inf e^-x e^(-x^2 / (2 a^2)) / (x / a + d)
+      dx``, whose integrand is smooth on ``[0, inf)`` (pole at ``x = -a d``): one
+      Gauss-Laguerre rule, two sizes that must agree.
+
+    Both use only exp, where the sweep evaluates erfc dozens of times per point."""
+    dps = mpmath.mp.dps
+    eps = mpmath.mpf(2) ** (-mpmath.mp.prec - 4)
+    if a < 0:
+        D = d - a
+        if mpmath.npdf(a) * (abs(mpmath.log(d)) + 6) * (D + 3) > eps:
+            return None
+        inv = 1 / (D * D)
+        term = total = 1 / D
+        for j in range(1, 10 * dps):
+            ratio = (2 * j - 1) * inv
+            if ratio >= 1:
+                return None
+            term *= ratio
+            total += term
+            if term <= eps * total:
+                return total
+        return None
+    if a * d < _LAGUERRE_REACH:
+        return None
+    n = int(0.8 * dps) + 6
+    values = []
+    for size in (n, n - n // 6):
+        total = mpmath.mpf(0)
+        for x, w in _gauss_laguerre(size, dps):
+            total += w * mpmath.exp(-(x / a) ** 2 / 2) / (x / a + d)
+        values.append(total * mpmath.npdf(a) / a)
+    fine, coarse = values
+    return fine if abs(fine - coarse) <= mpmath.mpf(10) ** (8 - dps) * abs(fine) else None
+
+
+#: Longest Taylor step of :func:`_taylor_step`, in units of ``1 / (|a - d| + |a| + 1)``,
+#: and the extra digits it carries for the cancellation of its terms (up to ``e^(2 x)``).
+_TAYLOR_REACH, _TAYLOR_GUARD = 4, 8
+
+
+def _taylor_step(d, a, value, t):
+    """``F_d(a + t)`` from ``F_d(a)`` by the Taylor series of ``F' = -Phi_c - (a - d) F``,
+    or None when the step is too long for it.
+
+    With ``f_k = F^(k)(a) t^k / k!`` and ``p_k = Phi_c^(k)(a) t^k / k!`` (``Phi_c^(k) =
+    (-1)^k He_(k-1) N`` for k >= 1), differentiating the ODE k times gives
+    ``f_(k+1) = -t (p_k + (a - d) f_k + t f_(k-1)) / (k + 1)``. One erfc and one exp per
+    point, where a quadrature of the gap takes dozens: the sweep's points are dense. The
+    terms may cancel (stepping towards a decaying solution); the sum is refused if the
+    largest term exceeds it by more than the guard digits."""
+    reach = abs(t) * (abs(a - d) + abs(a) + 1)
+    if reach > _TAYLOR_REACH:
+        return None
+    with mpmath.workdps(mpmath.mp.dps + _TAYLOR_GUARD):
+        eps = mpmath.mpf(2) ** (-mpmath.mp.prec - 8)
+        density = mpmath.npdf(a)
+        p = mpmath.erfc(a / mpmath.sqrt(2)) / 2          # p_0
+        e_prev, e = mpmath.mpf(0), mpmath.mpf(1)          # He_(k-1) t^(k-1) / (k-1)!
+        f_prev, f = mpmath.mpf(0), +value
+        total, largest, small = f, abs(f), 0
+        for k in range(1000):
+            f_prev, f = f, -t * (p + (a - d) * f + t * f_prev) / (k + 1)
+            total += f
+            largest = max(largest, abs(f))
+            # p_(k+1) = (-1)^(k+1) N t e_k / (k + 1), e_k = He_k t^k / k!
+            if k > 0:
+                e_prev, e = e, (a * t * e - t * t * e_prev) / k
+            p = (-1) ** (k + 1) * density * t * e / (k + 1)
+            small = small + 1 if abs(f) <= eps * abs(total) and abs(p) <= eps * abs(total) \
+                else 0
+            if small == 3:
+                if largest > abs(total) * mpmath.mpf(10) ** (_TAYLOR_GUARD - 1):
+                    return None
+                return total
+    return None
 
 
 def _poly_mul(p, q):

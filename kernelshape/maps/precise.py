@@ -163,9 +163,9 @@ def _k_interior(act, q, c, digits, what):
     for _ in range(_MAX_REFINE + 1):
         panels = _panels(points, width)
         if inner.closed and inner.has_poles:
-            # pole terms of rational pieces share one sweep over all outer nodes; where
-            # the sweep fails (the edge integrand varies by e^1000s near |c| = 1), the
-            # inner integrals fall back to quadrature at every node
+            # pole terms of rational pieces share one sweep over all outer nodes; should
+            # it fail to converge, the inner integrals fall back to quadrature at every
+            # node (slow, but independent of the sweep)
             try:
                 inner.prepare([(hi + lo) / 2 + (hi - lo) / 2 * x for n in _rules(dps)
                                for lo, hi in panels for x, _ in _gauss_legendre(n, dps)])
