@@ -19,7 +19,8 @@ and ``F_d' = -Phi_c(a) - (a - d) F_d`` (differentiate under ``w = a + t``) gives
 a cumulative integral of a smooth positive function. For the outer nodes of one C map, ``d``
 is fixed per (piece edge, pole), and :meth:`_Inner.prepare` gets ``F_d`` at all of them at
 once (:func:`_edge_integrals`): points far from the pole's edge on their own (Dawson's
-asymptotic series below 0, one Gauss-Laguerre rule for large ``a d``), the rest by a downward
+asymptotic series below 0, one Gauss-Laguerre rule for large ``a d``, a moment series for a
+pole far beyond the Gaussian mass), the rest by a downward
 sweep (a Taylor step of the ODE between close points, a truncated quadrature of the gap
 otherwise). Near |c| = 1 the points spread over hundreds of units of ``a``; every step stays
 bounded there.
@@ -209,7 +210,10 @@ def _direct_edge(d, a):
       dx``, whose integrand is smooth on ``[0, inf)`` (pole at ``x = -a d``): one
       Gauss-Laguerre rule, two sizes that must agree.
 
-    Both use only exp, where the sweep evaluates erfc dozens of times per point."""
+    * ``d - a`` large against ``|a|``: :func:`_moment_edge`.
+
+    None of them evaluates erfc more than once, where the sweep's gap quadratures take
+    dozens per point."""
     dps = mpmath.mp.dps
     eps = mpmath.mpf(2) ** (-mpmath.mp.prec - 4)
     if a < 0:
@@ -228,7 +232,7 @@ def _direct_edge(d, a):
                 return total
         return None
     if a * d < _LAGUERRE_REACH:
-        return None
+        return _moment_edge(d, a) if d - a >= 4 * (abs(a) + 8) else None
     n = int(0.8 * dps) + 6
     values = []
     for size in (n, n - n // 6):
@@ -238,6 +242,31 @@ def _direct_edge(d, a):
         values.append(total * mpmath.npdf(a) / a)
     fine, coarse = values
     return fine if abs(fine - coarse) <= mpmath.mpf(10) ** (8 - dps) * abs(fine) else None
+
+
+def _moment_edge(d, a):
+    """``F_d(a) = sum_k (-1)^k M_k(a) / D^(k+1)``, ``D = d - a``, ``M_k(a) = int_a^inf w^k
+    N(w) dw`` (expanding ``1 / (w + D)``): the pole far beyond the Gaussian mass (large
+    ``d``, as for small input scales near |c| = 1). The recurrence ``M_k = (k - 1) M_(k-2)
+    + a^(k-1) N(a)`` may cancel, but only by ``(k - 1)!!`` while the terms fall like
+    ``(|a| + sqrt k)^k / D^k``. None if the series does not settle."""
+    eps = mpmath.mpf(2) ** (-mpmath.mp.prec - 4)
+    D = d - a
+    density = mpmath.npdf(a)
+    prev, cur = mpmath.erfc(a / mpmath.sqrt(2)) / 2, density      # M_0, M_1
+    power = mpmath.mpf(1)                                          # a^(k-1)
+    total = prev / D - cur / (D * D)
+    scale, small = 1 / (D * D), 0
+    for k in range(2, 20 * mpmath.mp.dps):
+        power *= a
+        prev, cur = cur, (k - 1) * prev + power * density
+        scale /= D
+        term = cur * scale
+        total += term if k % 2 == 0 else -term
+        small = small + 1 if abs(term) <= eps * abs(total) else 0
+        if small == 3:
+            return total
+    return None
 
 
 #: Longest Taylor step of :func:`_taylor_step`, in units of ``1 / (|a - d| + |a| + 1)``,
