@@ -216,32 +216,36 @@ def _direct_edge(d, a):
     dozens per point."""
     dps = mpmath.mp.dps
     eps = mpmath.mpf(2) ** (-mpmath.mp.prec - 4)
-    if a < 0:
-        D = d - a
-        if mpmath.npdf(a) * (abs(mpmath.log(d)) + 6) * (D + 3) > eps:
+    if a < 0 and mpmath.npdf(a) * (abs(mpmath.log(d)) + 6) * (d - a + 3) <= eps:
+        return _dawson_edge(d - a, eps)
+    if a > 0 and a * d >= _LAGUERRE_REACH:
+        n = int(0.8 * dps) + 6
+        values = []
+        for size in (n, n - n // 6):
+            total = mpmath.mpf(0)
+            for x, w in _gauss_laguerre(size, dps):
+                total += w * mpmath.exp(-(x / a) ** 2 / 2) / (x / a + d)
+            values.append(total * mpmath.npdf(a) / a)
+        fine, coarse = values
+        if abs(fine - coarse) <= mpmath.mpf(10) ** (8 - dps) * abs(fine):
+            return fine
+    return _moment_edge(d, a) if d - a >= 4 * (abs(a) + 8) else None
+
+
+def _dawson_edge(D, eps):
+    """``sum_j (2j - 1)!! / D^(2j + 1)`` to relative ``eps``, or None if its terms turn
+    first."""
+    inv = 1 / (D * D)
+    term = total = 1 / D
+    for j in range(1, 10 * mpmath.mp.dps):
+        ratio = (2 * j - 1) * inv
+        if ratio >= 1:
             return None
-        inv = 1 / (D * D)
-        term = total = 1 / D
-        for j in range(1, 10 * dps):
-            ratio = (2 * j - 1) * inv
-            if ratio >= 1:
-                return None
-            term *= ratio
-            total += term
-            if term <= eps * total:
-                return total
-        return None
-    if a * d < _LAGUERRE_REACH:
-        return _moment_edge(d, a) if d - a >= 4 * (abs(a) + 8) else None
-    n = int(0.8 * dps) + 6
-    values = []
-    for size in (n, n - n // 6):
-        total = mpmath.mpf(0)
-        for x, w in _gauss_laguerre(size, dps):
-            total += w * mpmath.exp(-(x / a) ** 2 / 2) / (x / a + d)
-        values.append(total * mpmath.npdf(a) / a)
-    fine, coarse = values
-    return fine if abs(fine - coarse) <= mpmath.mpf(10) ** (8 - dps) * abs(fine) else None
+        term *= ratio
+        total += term
+        if term <= eps * total:
+            return total
+    return None
 
 
 def _moment_edge(d, a):
