@@ -36,8 +36,11 @@ def test_gauss_laguerre_is_exact_on_polynomials():
             assert abs(value / mpmath.factorial(k) - 1) < mpmath.mpf(10) ** (5 - DPS), k
 
 
-@pytest.mark.parametrize("d", ["0.1", "3.2", "22", "700"])
-def test_edge_integrals_every_route(d, monkeypatch):
+@pytest.mark.parametrize("d, sweep", [("0.1", True), ("3.2", True), ("22", True),
+                                      ("700", False)])
+def test_edge_integrals_every_route(d, sweep, monkeypatch):
+    # a pole 700 away (small input scales near |c| = 1): every point direct, the moment
+    # series between -17 and 0
     taken = collections.Counter()
 
     def counted(name):
@@ -49,7 +52,7 @@ def test_edge_integrals_every_route(d, monkeypatch):
             return value
         monkeypatch.setattr(_mpinner, name, wrapper)
 
-    for name in ("_direct_edge", "_taylor_step", "_integrate_1d"):
+    for name in ("_direct_edge", "_taylor_step", "_integrate_1d", "_moment_edge"):
         counted(name)
     with mpmath.workdps(DPS):
         d = mpmath.mpf(d)
@@ -61,4 +64,6 @@ def test_edge_integrals_every_route(d, monkeypatch):
         for a in points:
             ref = _reference(d, a)
             assert abs(values[a] / ref - 1) < mpmath.mpf(10) ** (6 - DPS), (d, a)
-    assert taken["_direct_edge"] and taken["_taylor_step"] and taken["_integrate_1d"], taken
+    assert taken["_direct_edge"], taken
+    assert bool(taken["_taylor_step"] and taken["_integrate_1d"]) == sweep, taken
+    assert bool(taken["_moment_edge"]) == (not sweep), taken
