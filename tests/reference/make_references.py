@@ -200,7 +200,9 @@ def main(argv=None):
                    "none recorded): kernelshape.maps.precise: Q^(k)(q) = E[phi(sqrt q z)^2 He_2k(z)]/(2q)^k "
                    "and C^(k)(c) by the double integral with Hermite weights (THEORY.md §1); "
                    "composite Gauss-Legendre split at kinks, closed-form inner integrals "
-                   "for piecewise x^r exp(lam x) activations, trapezoid sums for analytic "
+                   "for piecewise x^r exp(lam x) activations and for rational pieces with "
+                   "simple poles (softsign: truncated moments plus edge integrals, "
+                   "maps._mpinner), trapezoid sums for analytic "
                    "ones, 1-D forms plus Dirac masses at c = +-1; two rules must agree"),
         "digits": "per entry (field 'digits')",
         "date": datetime.date.today().isoformat(),
