@@ -8,6 +8,7 @@ or 1e-15 absolute where the reference is near zero; infinite references must com
 """
 
 import functools
+import importlib.util
 import json
 import math
 import os
@@ -69,3 +70,25 @@ def test_references_cover_every_builtin():
     expected |= {"leaky_relu[0.2]", "leaky_relu[0.01]"}
     assert expected <= cases, sorted(expected - cases)
     assert all(e["digits"] >= 40 for e in data["entries"])
+
+
+def test_references_cover_the_whole_grid():
+    # issue 2's grid: every built-in (leaky ReLU at two slopes), q in {0.1, 0.5, 1, 2, 10},
+    # c on a grid with -1, 0 and 1, and the affine pairs phi(a x + b) the solvers feed in
+    spec = importlib.util.spec_from_file_location(
+        "make_references", os.path.join(os.path.dirname(REFERENCE), "make_references.py"))
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    assert {-1.0, 0.0, 1.0} <= set(gen.CS)
+    expected = set()
+    for case_id, _ in gen.cases():
+        for q in gen.QS:
+            expected.add((case_id, 1.0, 0.0, "q_map", q, None))
+            expected |= {(case_id, 1.0, 0.0, "c_map", q, c) for c in gen.CS}
+        for a, b in gen.AFFINE:
+            expected.add((case_id, a, b, "q_map", 1.0, None))
+            expected |= {(case_id, a, b, "c_map", 1.0, c) for c in gen.CS}
+    entries = _load()["entries"]
+    got = [gen.key_of(e) for e in entries]
+    assert len(got) == len(set(got)), "duplicate reference entries"
+    assert not expected - set(got), sorted(expected - set(got))[:10]
