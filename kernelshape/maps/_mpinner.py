@@ -209,7 +209,6 @@ def _direct_edge(d, a):
     * ``a d`` large: ``F_d(a) = N(a) / a int_0^inf e^-x e^(-x^2 / (2 a^2)) / (x / a + d)
       dx``, whose integrand is smooth on ``[0, inf)`` (pole at ``x = -a d``): one
       Gauss-Laguerre rule, two sizes that must agree.
-
     * ``d - a`` large against ``|a|``: :func:`_moment_edge`.
 
     None of them evaluates erfc more than once, where the sweep's gap quadratures take

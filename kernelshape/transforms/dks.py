@@ -231,7 +231,8 @@ def _solve_smooth(act, q_slope, xi, digits, start=None):
     starts = [start, *_STARTS] if start is not None else _STARTS
     tries = (_converge(maps, x0, (q_slope, xi)) for x0 in starts
              # phi odd about (0, c): F is even in beta, its Jacobian singular at beta = 0
-             if center is None or x0[1] != 0.0)
+             # (a start the caller gave is tried all the same)
+             if center is None or x0[1] != 0.0 or x0 is start)
     a, b, mean, gamma, level = _first_solution(
         act, moments, maps, tries, ("Q'(1)", "C'(1)"), (q_slope, xi),
         fold_shift=center is not None)
