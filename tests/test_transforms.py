@@ -124,6 +124,19 @@ def test_dks_start_picks_a_solution():
         _check_mp(t)
 
 
+def test_tat_start_picks_a_solution():
+    # asinh has several TAT solutions on mlp(50): the default search returns dks's
+    # (input_scale ~0.158); start= near another gives input_scale ~0.177; both exact roots
+    default = tat(_act("asinh"), network=mlp(50))
+    other = tat(_act("asinh"), network=mlp(50), start=(1.0, -1.0, 0.5))
+    assert abs(default.params["input_scale"] - 0.1582) < 1e-3
+    assert abs(other.params["input_scale"] - 0.1771) < 1e-3
+    for t in (default, other):
+        assert t.max_residual <= 1e-14
+        assert abs(t.params["input_scale"]) * t.params["output_scale"] < 2
+        _check_mp(t)
+
+
 @pytest.mark.parametrize("net", list(NETWORKS), ids=str)
 @pytest.mark.parametrize("name", TAT_SMOOTH)
 def test_tat_residuals_mpmath(name, net):

@@ -160,7 +160,7 @@ def _converge(maps, moments, x, tau_local):
 
 
 def tat(phi, *, network, tau: float = 0.3, eta: float = 0.9,
-        digits: int | None = None) -> Transform:
+        digits: int | None = None, start=None) -> Transform:
     """Solve the TAT transform of ``phi`` for ``network`` (Zhang et al. 2022, §4).
 
     Smooth activations use ``tau`` (maximal ``C_f''(1)`` over subnetworks); the leaky ReLU
@@ -173,13 +173,18 @@ def tat(phi, *, network, tau: float = 0.3, eta: float = 0.9,
         tau: curvature target, ``> 0`` (smooth activations).
         eta: C(0) target in ``(0, 1)`` (leaky ReLU).
         digits: None for float64; N >= 16 solves in mpmath to N digits.
+        start: optional ``(input_scale, input_shift, output_shift)`` from which Newton is
+            tried first (smooth activations), to pick one of several solutions (asinh and
+            softsign have several); if it does not converge to an accepted solution, the
+            default search follows.
 
     Returns:
         A :class:`~kernelshape.transforms.result.Transform`; targets hold ``tau`` and
         ``tau_local`` (smooth) or ``eta`` (leaky ReLU).
 
     Raises:
-        TransformError: bad tau / eta; ReLU (use leaky ReLU).
+        TransformError: bad tau / eta / start; ReLU (use leaky ReLU); a start for
+            leaky ReLU.
         UnsupportedError: activations with kinks (C''(1) is infinite) other than leaky ReLU.
         UnreachableTargetError: eta above what the network reaches, or a condition the
             activation cannot meet (named, with the closest value).
@@ -194,6 +199,9 @@ def tat(phi, *, network, tau: float = 0.3, eta: float = 0.9,
     net = cm.network_of(network)
     act = cm.as_activation(phi)
     if cm.info(act)["leaky"]:
+        if start is not None:
+            raise TransformError("TAT: start= is for smooth activations; leaky ReLU's "
+                                 "negative slope is found by bisection")
         eta = cm.check_real("eta", eta, low=0.0, high=1.0)
         act = cm.check_activation(act, "TAT", solvable=("negative_slope",))
         if "negative_slope" not in act.free:
@@ -210,8 +218,10 @@ def tat(phi, *, network, tau: float = 0.3, eta: float = 0.9,
     cm.check_not_linear(act, "TAT")
     if any(order <= 1 for order in cm.info(act)["kink_orders"]):
         cm.unsupported_kink(act, "TAT", "C''(1)")
+    if start is not None:
+        start = _check_start(start)
     tau_local = local_curvature(net, tau)
-    params, level = _solve_smooth(act, tau_local, digits)
+    params, level = _solve_smooth(act, tau_local, digits, start)
     conditions = {"Q(1)": 1.0, "Q'(1)": 1.0, "C'(1)": 1.0, "C''(1)": tau_local}
     if digits:
         from ._precise import residuals_mp
@@ -221,6 +231,18 @@ def tat(phi, *, network, tau: float = 0.3, eta: float = 0.9,
     return Transform(method="tat", base=act, params=params,
                      targets={"tau": tau, "tau_local": tau_local}, network=repr(net),
                      residuals=residuals, digits=digits)
+
+
+def _check_start(start):
+    try:
+        a, b, d = start
+    except (TypeError, ValueError):
+        raise TransformError("TAT: start must be a triple (input_scale, input_shift, "
+                             f"output_shift), got {start!r}") from None
+    a = cm.check_real("start input_scale", a)
+    if a == 0.0:
+        raise TransformError("TAT: start input_scale must be nonzero")
+    return (a, cm.check_real("start input_shift", b), cm.check_real("start output_shift", d))
 
 
 def _dks_random_starts():
@@ -325,13 +347,14 @@ def _emulated_branch(act, moments, maps, tau_local):
     return None
 
 
-def _solve_smooth(act, tau_local, digits):
+def _solve_smooth(act, tau_local, digits, first=None):
     moments = cm.moments_of(act)
     maps = cm.LastCall(functools.partial(local_maps, moments))
     center = cm.info(act)["odd_center"]
     best, found, rejected, degenerate = None, None, [], []
-    hit = None
-    if _steers_dks(act, moments):
+    # the caller's start, then dks's branch (emulated search where phi''^2 jumps, hybr)
+    hit = None if first is None else _polish(moments, maps, first, tau_local)
+    if hit is None and _steers_dks(act, moments):
         hit = _emulated_branch(act, moments, maps, tau_local)
     if hit is None:
         hit = _hybr_branch(moments, maps, tau_local, center)
