@@ -235,6 +235,23 @@ def check_real(name, value, *, low=None, high=None, low_open=True, high_open=Tru
     return v
 
 
+def check_start(method, start, names):
+    """A caller's Newton start: finite reals, one per name in ``names`` (the first, the
+    input scale, nonzero), as a tuple; else TransformError."""
+    try:
+        values = tuple(start)
+    except TypeError:
+        values = None
+    if values is None or len(values) != len(names):
+        kind = {2: "a pair", 3: "a triple"}.get(len(names), f"{len(names)} numbers")
+        raise TransformError(f"{method}: start must be {kind} ({', '.join(names)}), got "
+                             f"{start!r}")
+    out = tuple(check_real(f"start {name}", v) for name, v in zip(names, values))
+    if out[0] == 0.0:
+        raise TransformError(f"{method}: start {names[0]} must be nonzero")
+    return out
+
+
 def info(act):
     """Cached facts about ``act`` the solvers branch on (sympy work done once per object)."""
     cached = act.__dict__.get("_transform_info")

@@ -185,7 +185,7 @@ def dks(phi, *, network, zeta: float = 1.5, q_slope: float = 1.0,
         if leaky or cm.info(act)["relu"]:
             raise TransformError("DKS: start= is for activations whose input scale and "
                                  "shift are both solved, not the ReLU family")
-        start = _check_start(start)
+        start = cm.check_start("DKS", start, ("input_scale", "input_shift"))
     xi = local_slope(net, zeta)
     targets = {"zeta": zeta, "q_slope": q_slope, "xi": xi}
     if leaky:
@@ -210,18 +210,6 @@ def dks(phi, *, network, zeta: float = 1.5, q_slope: float = 1.0,
 
 # dks's starting values (input_scale 1, 0.1; input_shift 0, 1, -1), small input scale first.
 _STARTS = [(a, b) for a in (0.1, 1.0) for b in (0.0, 1.0, -1.0)]
-
-
-def _check_start(start):
-    try:
-        a, b = start
-    except (TypeError, ValueError):
-        raise TransformError("DKS: start must be a pair (input_scale, input_shift), got "
-                             f"{start!r}") from None
-    a = cm.check_real("start input_scale", a)
-    if a == 0.0:
-        raise TransformError("DKS: start input_scale must be nonzero")
-    return (a, cm.check_real("start input_shift", b))
 
 
 def _solve_smooth(act, q_slope, xi, digits, start=None):

@@ -219,7 +219,7 @@ def tat(phi, *, network, tau: float = 0.3, eta: float = 0.9,
     if any(order <= 1 for order in cm.info(act)["kink_orders"]):
         cm.unsupported_kink(act, "TAT", "C''(1)")
     if start is not None:
-        start = _check_start(start)
+        start = cm.check_start("TAT", start, ("input_scale", "input_shift", "output_shift"))
     tau_local = local_curvature(net, tau)
     params, level = _solve_smooth(act, tau_local, digits, start)
     conditions = {"Q(1)": 1.0, "Q'(1)": 1.0, "C'(1)": 1.0, "C''(1)": tau_local}
@@ -231,18 +231,6 @@ def tat(phi, *, network, tau: float = 0.3, eta: float = 0.9,
     return Transform(method="tat", base=act, params=params,
                      targets={"tau": tau, "tau_local": tau_local}, network=repr(net),
                      residuals=residuals, digits=digits)
-
-
-def _check_start(start):
-    try:
-        a, b, d = start
-    except (TypeError, ValueError):
-        raise TransformError("TAT: start must be a triple (input_scale, input_shift, "
-                             f"output_shift), got {start!r}") from None
-    a = cm.check_real("start input_scale", a)
-    if a == 0.0:
-        raise TransformError("TAT: start input_scale must be nonzero")
-    return (a, cm.check_real("start input_shift", b), cm.check_real("start output_shift", d))
 
 
 def _dks_random_starts():
