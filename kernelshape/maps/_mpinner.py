@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 
 import mpmath
 import sympy as sp
@@ -153,9 +154,13 @@ def _edge_integrals(d, points):
             out[a] = value
     hi = None
     for lo in order:
-        if lo not in out:
-            step = None if hi is None else _taylor_step(d, hi, out[hi], lo - hi)
-            out[lo] = step if step is not None else integral(lo, None) if hi is None else (
+        if lo in out:
+            pass
+        elif hi is None:
+            out[lo] = integral(lo, None)
+        else:
+            step = _taylor_step(d, hi, out[hi], lo - hi)
+            out[lo] = step if step is not None else (
                 mpmath.exp((hi - lo) * (hi + lo - 2 * d) / 2) * out[hi] + integral(lo, hi))
         hi = lo
     return out
@@ -249,27 +254,21 @@ def _dawson_edge(D, eps):
 
 def _moment_edge(d, a):
     """``F_d(a) = sum_k (-1)^k M_k(a) / D^(k+1)``, ``D = d - a``, ``M_k(a) = int_a^inf w^k
-    N(w) dw`` (expanding ``1 / (w + D)``): the pole far beyond the Gaussian mass (large
-    ``d``, as for small input scales near |c| = 1). The recurrence ``M_k = (k - 1) M_(k-2)
-    + a^(k-1) N(a)`` may cancel, but only by ``(k - 1)!!`` while the terms fall like
-    ``(|a| + sqrt k)^k / D^k``. None if the series does not settle."""
+    N(w) dw`` (:func:`_gauss_moments`; expanding ``1 / (w + D)``): the pole far beyond the
+    Gaussian mass (large ``d``, as for small input scales near |c| = 1). The moments'
+    recurrence may cancel, but only by ``(k - 1)!!`` while the terms fall like
+    ``((|a| + sqrt k) / D)^k``, which sets how many are taken. None if the series does
+    not settle."""
     eps = mpmath.mpf(2) ** (-mpmath.mp.prec - 4)
     D = d - a
-    density = mpmath.npdf(a)
-    prev, cur = mpmath.erfc(a / mpmath.sqrt(2)) / 2, density      # M_0, M_1
-    power = mpmath.mpf(1)                                          # a^(k-1)
-    total = prev / D - cur / (D * D)
-    scale, small = 1 / (D * D), 0
-    for k in range(2, 20 * mpmath.mp.dps):
-        power *= a
-        prev, cur = cur, (k - 1) * prev + power * density
-        scale /= D
-        term = cur * scale
-        total += term if k % 2 == 0 else -term
-        small = small + 1 if abs(term) <= eps * abs(total) else 0
-        if small == 3:
-            return total
-    return None
+    log_eps, spread = float(mpmath.log(eps)), float(abs(a)) + 1.0
+    n = next((k for k in range(2, 20 * mpmath.mp.dps)
+              if k * math.log((spread + math.sqrt(k)) / float(D)) < log_eps), None)
+    if n is None:
+        return None
+    terms = [m / D ** (k + 1) for k, m in enumerate(_gauss_moments(a, mpmath.inf, n + 3))]
+    total = mpmath.fsum(-t if k % 2 else t for k, t in enumerate(terms))
+    return total if all(abs(t) <= eps * abs(total) for t in terms[-3:]) else None
 
 
 #: Longest Taylor step of :func:`_taylor_step`, in units of ``1 / (|a - d| + |a| + 1)``,
@@ -356,11 +355,13 @@ def _gauss_moments(lo, hi, n):
     else:
         m0 = 1 - tail(hi) - tail(-lo)
 
-    def edge(x, j):
-        return 0 if mpmath.isinf(x) else x**j * mpmath.npdf(x)
-    out = [m0, edge(lo, 0) - edge(hi, 0)]
+    # x^j N(x) at the ends (0 at an infinite one): one density each, powers by products
+    ends = [(0, 0) if mpmath.isinf(x) else (x, mpmath.npdf(x)) for x in (lo, hi)]
+    powers = [mpmath.mpf(1), mpmath.mpf(1)]
+    out = [m0, ends[0][1] - ends[1][1]]
     for j in range(2, n + 1):
-        out.append((j - 1) * out[j - 2] + edge(lo, j - 1) - edge(hi, j - 1))
+        powers = [p * x for p, (x, _) in zip(powers, ends)]
+        out.append((j - 1) * out[j - 2] + powers[0] * ends[0][1] - powers[1] * ends[1][1])
     return out[: n + 1]
 
 
