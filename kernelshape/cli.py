@@ -26,7 +26,9 @@ _EXAMPLES = {
               "  kernelshape solve tanh --method eoc --sigma-b 0.2236"),
     "plot": ("examples:\n  kernelshape plot degeneration tanh --mlp 100 -o tanh_depth.png\n"
              "  kernelshape plot cmap softplus -o softplus_c.png"),
-    "figures": "examples:\n  kernelshape figures\n  kernelshape figures --only eoc_phase",
+    "figures": ("examples:\n  kernelshape figures\n"
+                "  kernelshape figures --only eoc_phase_tanh -o figs/\n"
+                "  kernelshape figures --update-checkout"),
     "demo": "examples:\n  kernelshape demo\n  kernelshape demo -o out/",
 }
 
@@ -50,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "DKS / TAT / edge-of-chaos solves, code generation, plots.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     from . import __version__
+    from .figures import DEFAULT_OUTDIR as FIGURES_OUTDIR
     parser.add_argument("--version", action="version", version=f"kernelshape {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
@@ -76,18 +79,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("solve", "solve a DKS / TAT / edge-of-chaos transform")
     p.add_argument("activation", metavar="ACT", help="built-in name or expression in x")
     p.add_argument("--method", choices=("dks", "tat", "eoc"), default="dks")
-    p.add_argument("--zeta", type=float, default=1.5, help="DKS global slope target")
-    p.add_argument("--q-slope", type=float, default=1.0, help="DKS Q'(1) target")
-    p.add_argument("--tau", type=float, default=None, help="TAT curvature target (smooth)")
-    p.add_argument("--eta", type=float, default=None, help="TAT leaky ReLU C(0) target")
-    p.add_argument("--sigma-b", type=float, default=0.0, help="EOC bias standard deviation")
+    # Targets default to None so that an option given to a method that does not use it is
+    # reported (see _check_solve_options) instead of silently ignored.
+    p.add_argument("--zeta", type=float, default=None, help="DKS global slope target (1.5)")
+    p.add_argument("--q-slope", type=float, default=None, help="DKS Q'(1) target (1.0)")
+    p.add_argument("--tau", type=float, default=None, help="TAT curvature target, smooth "
+                   "activations (0.3)")
+    p.add_argument("--eta", type=float, default=None, help="TAT leaky ReLU C(0) target (0.9)")
+    p.add_argument("--sigma-b", type=float, default=None,
+                   help="EOC bias standard deviation (0)")
     p.add_argument("--sigma-w", type=float, default=None,
                    help="EOC: analyse this sigma_w instead of solving for the edge of chaos")
     _network_options(p)
-    p.add_argument("--digits", type=int, default=None, help="solve in mpmath to N digits")
+    p.add_argument("--digits", type=int, default=None,
+                   help="DKS / TAT: solve in mpmath to N digits")
     p.add_argument("--emit", choices=("numpy", "jax", "torch"), default=None,
                    help="also generate standalone code for this framework")
-    p.add_argument("-o", "--output", default=None, help="file for --emit (default stdout)")
+    p.add_argument("-o", "--output", default=None,
+                   help="file for the --emit code (default stdout)")
     _param_option(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -96,13 +105,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="degeneration: network C map vs depth (untransformed/EOC/DKS/TAT); "
                         "cmap / qmap: one activation's maps; phase: EOC phase diagram")
     p.add_argument("activation", metavar="ACT", help="built-in name or expression in x")
-    _network_options(p)
+    _network_options(p, only="degeneration")
     _param_option(p)
     p.add_argument("-o", "--output", required=True, help="image file (png, pdf, svg)")
 
-    p = add("figures", "regenerate the figures in figures/")
-    p.add_argument("--only", nargs="*", default=None, help="names of figures to build")
-    p.add_argument("--outdir", default=None, help="where to write (default: figures/)")
+    p = add("figures", "build the figures of figures/ (into ./kernelshape-figures/)")
+    p.add_argument("--only", nargs="+", default=None, metavar="NAME",
+                   help="names of figures to build (default: all)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("-o", "--outdir", default=None,
+                       help=f"where to write (default: ./{FIGURES_OUTDIR})")
+    where.add_argument("--update-checkout", action="store_true",
+                       help="overwrite the tracked PNGs in the checkout's figures/ directory "
+                            "(for maintainers regenerating the committed figures)")
 
     p = add("demo", "the main job: DKS and TAT solves, plots and generated code")
     p.add_argument("-o", "--outdir", default="kernelshape-demo", help="output directory")
@@ -114,18 +129,66 @@ def _param_option(p):
                    help="fix an activation parameter, e.g. --param negative_slope=0.2")
 
 
-def _network_options(p):
+def _network_options(p, only=None):
+    tail = f" ({only} only)" if only else ""
     g = p.add_mutually_exclusive_group()
     g.add_argument("--mlp", type=int, metavar="DEPTH", default=None,
-                   help="a chain of DEPTH nonlinear layers (default: --mlp 50)")
+                   help=f"a chain of DEPTH nonlinear layers (default: --mlp 50){tail}")
     g.add_argument("--resnet", type=int, metavar="DEPTH", default=None,
-                   choices=(18, 34, 50, 101, 152, 200), help="the dks modified ResNet")
-    p.add_argument("--shortcut-weight", type=float, default=0.0,
-                   help="ResNet shortcut weight (0 = vanilla, no skip connections)")
+                   choices=(18, 34, 50, 101, 152, 200),
+                   help=f"the dks modified ResNet{tail}")
+    p.add_argument("--shortcut-weight", type=float, default=None,
+                   help="ResNet shortcut weight, with --resnet (default 0 = vanilla, no skip "
+                        "connections)")
+
+
+def _given(args, *names):
+    """The command-line spellings of the options in ``names`` that the user gave."""
+    return ["--" + n.replace("_", "-") for n in names if getattr(args, n, None) is not None]
+
+
+def _refuse(given, why):
+    if given:
+        raise _UserError(f"{' and '.join(given)} {'has' if len(given) == 1 else 'have'} "
+                         f"no effect {why}")
+
+
+def _check_network_options(args):
+    if args.shortcut_weight is not None and args.resnet is None:
+        raise _UserError("--shortcut-weight needs --resnet DEPTH (an --mlp has no shortcuts)")
+
+
+def _check_solve_options(args):
+    """Refuse options the chosen method would ignore; fill in the documented defaults."""
+    _check_network_options(args)
+    if args.method == "eoc":
+        _refuse(_given(args, "zeta", "q_slope", "tau", "eta", "digits", "mlp", "resnet",
+                       "shortcut_weight"),
+                "with --method eoc (it analyses one layer at --sigma-b / --sigma-w)")
+    else:
+        _refuse(_given(args, "sigma_b", "sigma_w"),
+                f"with --method {args.method} (edge-of-chaos options: use --method eoc)")
+        if args.method == "dks":
+            _refuse(_given(args, "tau", "eta"), "with --method dks (TAT targets: use "
+                                                "--method tat)")
+        else:
+            _refuse(_given(args, "zeta", "q_slope"), "with --method tat (DKS targets: use "
+                                                     "--method dks)")
+            if args.tau is not None and args.eta is not None:
+                raise _UserError("give --tau (smooth activations) or --eta (leaky ReLU), "
+                                 "not both")
+    if args.output is not None and args.emit is None:
+        raise _UserError("-o/--output names the file for generated code: add --emit "
+                         "numpy|jax|torch" + (" (with --method dks or tat)"
+                                              if args.method == "eoc" else ""))
+    args.zeta = 1.5 if args.zeta is None else args.zeta
+    args.q_slope = 1.0 if args.q_slope is None else args.q_slope
+    args.sigma_b = 0.0 if args.sigma_b is None else args.sigma_b
 
 
 def _activation(args):
     from . import activation
+    from .errors import UnknownNameError
     values = {}
     for item in args.param:
         name, sep, value = item.partition("=")
@@ -135,13 +198,41 @@ def _activation(args):
             values[name.strip()] = float(value)
         except ValueError as err:
             raise _UserError(f"--param {name}: expected a number, got {value!r}") from err
-    return activation(args.activation, **values)
+    try:
+        return activation(args.activation, **values)
+    except UnknownNameError as err:
+        raise _UserError(_unknown_name_message(err, args.activation)) from err
+
+
+def _unknown_name_message(err, text):
+    """The parser's unknown-name error, phrased for the command line with suggestions.
+
+    The library's message tells Python users to declare parameters with ``parameters=``;
+    on the command line a parameter is fixed with ``--param NAME=VALUE``.
+    """
+    import difflib
+    import re
+
+    from . import builtins
+    name = getattr(err, "name", None)
+    if not name:
+        found = re.search(r"unknown name '([^']+)'", str(err))
+        name = found.group(1) if found else None
+    if not name:
+        return str(err)
+    suggestions = list(getattr(err, "suggestions", None) or
+                       difflib.get_close_matches(name, builtins(), n=3, cutoff=0.6))
+    where = "" if name == text.strip() else f" in {text!r}"
+    hint = (f"; did you mean {' or '.join(suggestions)}?" if suggestions
+            else "; `kernelshape list` shows the built-in activations")
+    return (f"unknown name {name!r}{where}{hint} (the variable is x; fix a parameter with "
+            "--param NAME=VALUE)")
 
 
 def _network(args):
     from .networks import mlp, resnet
     if args.resnet is not None:
-        return resnet(args.resnet, shortcut_weight=args.shortcut_weight)
+        return resnet(args.resnet, shortcut_weight=args.shortcut_weight or 0.0)
     return mlp(args.mlp if args.mlp is not None else 50)
 
 
@@ -205,6 +296,7 @@ def _cmd_maps(args):
 
 def _cmd_solve(args):
     from . import transforms
+    _check_solve_options(args)
     phi = _activation(args)
     if args.method == "eoc" and args.emit:
         raise _UserError("--emit needs a DKS or TAT transform; --method eoc has no activation "
@@ -312,6 +404,21 @@ def _write_text(path: Path, text: str) -> None:
         raise _UserError(f"cannot write {path}: {err.strerror or err}") from err
 
 
+def _output_dir(path: str | Path) -> Path:
+    """``path`` as a directory that exists and takes files, or a one-line user error."""
+    import os
+    import tempfile
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        # A directory can exist and still refuse files (read-only mounts, /proc, ...).
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as err:
+        raise _UserError(f"cannot write to {path}{os.sep}: {err.strerror or err}") from err
+    return path
+
+
 def _print_transform(t):
     prec = f"{t.digits} digits" if t.digits else "float64"
     print(f"{t.method.upper()} for phi(x) = {t.base.expr} on {t.network}  ({prec})")
@@ -338,6 +445,10 @@ def _jsonable(v):
 
 def _cmd_plot(args):
     from . import plot
+    _check_network_options(args)
+    if args.kind != "degeneration":
+        _refuse(_given(args, "mlp", "resnet", "shortcut_weight"),
+                f"on a {args.kind} plot (network options are for degeneration)")
     phi = _activation(args)
     with _Spinner(f"computing the {args.kind} sweep"):
         if args.kind == "degeneration":
@@ -358,13 +469,29 @@ def _cmd_plot(args):
 
 def _cmd_figures(args):
     from . import figures
-    for path in figures.build_all(only=args.only, outdir=args.outdir):
-        print(f"wrote {path}")
+    if args.update_checkout:
+        outdir = None                      # next to the scripts: the tracked figures
+    else:
+        outdir = _output_dir(args.outdir if args.outdir is not None
+                             else figures.DEFAULT_OUTDIR)
+    try:
+        for path in figures.build_all(only=args.only, outdir=outdir):
+            print(f"wrote {path}")
+    except OSError as err:
+        raise _UserError(_os_error_text(err)) from err
 
 
 def _cmd_demo(args):
     from .demo import run
-    run(Path(args.outdir))
+    outdir = _output_dir(args.outdir)
+    try:
+        run(outdir, report=_print_transform)
+    except OSError as err:       # a disk that fills up or a directory removed mid-run
+        raise _UserError(_os_error_text(err)) from err
+
+
+def _os_error_text(err: OSError) -> str:
+    return f"cannot write {err.filename or 'output'}: {err.strerror or err}"
 
 
 _COMMANDS = {"list": _cmd_list, "maps": _cmd_maps, "solve": _cmd_solve, "plot": _cmd_plot,
