@@ -13,7 +13,7 @@ import math
 import sys
 from pathlib import Path
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
 _EXAMPLES = {
     "list": "examples:\n  kernelshape list\n  kernelshape list --json",

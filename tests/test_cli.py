@@ -335,7 +335,7 @@ def test_output_dir_that_is_a_file_is_a_user_error(capsys, tmp_path):
     blocker.write_text("not a directory")
     for argv in (["demo", "-o", str(blocker / "out")],
                  ["figures", "--only", "c_maps", "-o", str(blocker)]):
-        status, out, err = run(capsys, *argv)
+        status, _out, err = run(capsys, *argv)
         assert status == 2, err
         assert "Traceback" not in err and len(err.strip().splitlines()) == 1
         assert str(blocker) in err
@@ -346,7 +346,7 @@ def test_figures_default_output_is_not_the_tracked_directory(capsys, tmp_path, m
     tracked = figures.FIGURES_DIR / "c_maps.png"
     before = tracked.stat().st_mtime_ns
     monkeypatch.chdir(tmp_path)
-    status, out, err = run(capsys, "figures", "--only", "c_maps")
+    status, _out, err = run(capsys, "figures", "--only", "c_maps")
     assert status == 0, err
     assert (tmp_path / figures.DEFAULT_OUTDIR / "c_maps.png").is_file()
     assert tracked.stat().st_mtime_ns == before
