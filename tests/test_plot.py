@@ -213,6 +213,49 @@ def test_eoc_phase_figure():
     assert sw[0, i] <= edge + 0.02 and sw[0, i + 1] >= edge - 0.02
 
 
+@pytest.fixture(scope="module")
+def tanh_phase():
+    return _phase_grid(TANH, 3.0, 1.0, 8)
+
+
+def _exact_phase_point(phi, sw, sb):
+    """chi_1 and xi_c at one (sigma_w, sigma_b) from exact maps (Poole et al. 2016)."""
+    from scipy.optimize import brentq
+    q = brentq(lambda v: sw**2 * float(phi.q_map(v)) + sb**2 - v, max(sb**2, 1e-12), 50.0,
+               xtol=1e-15, rtol=1e-15)
+    a = sw**2 * float(phi.q_map(q)) / q
+    chi = a * float(phi.c_map(1.0, q=q, order=1))
+    if chi < 1:
+        return chi, -1.0 / math.log(chi)
+    # chaotic: the attracting fixed point c* < 1 of the layer C map, found by iterating it
+    c_star = 0.5
+    for _ in range(5000):
+        c_next = a * float(phi.c_map(c_star, q=q)) + 1 - a
+        if abs(c_next - c_star) < 1e-13:
+            break
+        c_star = c_next
+    return chi, -1.0 / math.log(a * float(phi.c_map(c_star, q=q, order=1)))
+
+
+def test_eoc_phase_grid_is_regular_and_covers_the_plot(tanh_phase):
+    # issue 13 point 4: the old curvilinear grid left a sawtooth at small sigma_w (its left
+    # edge was the first sampled q* of each row) and holes where masked points were parked.
+    sw, sb, chi, xi = tanh_phase
+    np.testing.assert_array_equal(sw, np.broadcast_to(sw[0], sw.shape))
+    assert sw[0, 0] == 0.0 and sw[0, -1] == 3.0 and sb[0, 0] == 0.0 and sb[-1, 0] == 1.0
+    assert np.isfinite(chi).all()                         # tanh: q* exists everywhere
+    assert np.isfinite(xi[chi < 0.98]).all() and np.isfinite(xi[chi > 1.02]).all()
+
+
+@pytest.mark.parametrize("row, col", [(3, 5), (5, 12), (7, 20), (2, 23), (0, 15), (6, 9)])
+def test_eoc_phase_grid_values_match_exact_maps(tanh_phase, row, col):
+    sw, sb, chi, xi = tanh_phase
+    exact_chi, exact_xi = _exact_phase_point(TANH, sw[row, col], sb[row, col])
+    # plotting accuracy: tabulated maps (plot._variants._CTable), 1e-4 relative
+    assert chi[row, col] == pytest.approx(exact_chi, rel=1e-4)
+    assert xi[row, col] == pytest.approx(exact_xi, rel=1e-3)
+
+
 def test_predicted_vs_empirical_figure():
     r = compare(RELU, network=mlp(6), width=128, seeds=3, sigma_w=math.sqrt(2), c=(0.0, 0.5))
     fig = plot.predicted_vs_empirical([r, r])

@@ -86,7 +86,8 @@ class _CTable:
             w[j + i] = np.prod((log_q - others) / (nodes[i] - others))
         return w
 
-    def __call__(self, c, q):
+    def hermite(self, c):
+        """Value and slope of every tabulated q at ``c``: two arrays ``(tables, *c.shape)``."""
         x = self.x
         c = np.asarray(c, dtype=np.float64)
         i = np.clip(np.searchsorted(x, c, side="right") - 1, 0, len(x) - 2)
@@ -98,6 +99,18 @@ class _CTable:
                  + (3 * t2 - 2 * t3) * v1 + (t3 - t2) * h * d1)
         slope = ((6 * t2 - 6 * t) / h * v0 + (3 * t2 - 4 * t + 1) * d0
                  + (6 * t - 6 * t2) / h * v1 + (3 * t2 - 2 * t) * d1)
+        return value, slope
+
+    def weights(self, q):
+        """Interpolation weights in log q: an array ``(*q.shape, tables)``; q below the
+        table uses its first entry (the q -> 0 limit, to plotting accuracy)."""
+        q = np.asarray(q, dtype=np.float64)
+        floor = math.exp(self.log_q[0])
+        rows = [self._weights(math.log(max(float(v), floor))) for v in q.ravel()]
+        return np.array(rows).reshape(*q.shape, len(self.log_q))
+
+    def __call__(self, c, q):
+        value, slope = self.hermite(c)
         w = self._weights(math.log(max(q, math.exp(self.log_q[0]))))
         return w @ value, w @ slope
 

@@ -76,8 +76,9 @@ def degeneration(phi, *, network=None, depths: Sequence[int] | None = None,
         curves = _curves(var, plan, c)
         ax = axes[0, j]
         ax.plot(c, c, ls="--", color="0.55", lw=1.0, label="identity")
+        tuned = plan.tuned is not None and var.key not in ("untransformed", "eoc")
         for d, col, (value, slope_c) in zip(plan.depths, colors, curves):
-            lw = 2.6 if d == plan.tuned_depth and plan.tuned is not None else None
+            lw = 2.6 if tuned and d == plan.tuned_depth else None
             ax.plot(c, value, color=col, lw=lw, label=f"L = {d}")
             if slope:
                 axes[1, j].plot(c, slope_c, color=col, lw=lw, label=f"L = {d}")
