@@ -352,6 +352,18 @@ def test_figures_default_output_is_not_the_tracked_directory(capsys, tmp_path, m
     assert tracked.stat().st_mtime_ns == before
 
 
+def test_plot_degeneration_relu_warns_about_nothing(capsys, tmp_path):
+    """issue 13 point 4: a ReluWarning for a DKS-ReLU solve the user did not ask for."""
+    import warnings
+    path = tmp_path / "relu.png"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        status, out, err = run(capsys, "plot", "degeneration", "relu", "--mlp", "20",
+                               "-o", str(path))
+    assert status == 0 and not err, err
+    assert path.read_bytes()[:4] == b"\x89PNG" and f"wrote {path}" in out
+
+
 def test_demo_does_not_import_the_command_line():
     """issue 13 point 8: the flow is cli -> demo, never back."""
     import ast
