@@ -13,6 +13,13 @@ import math
 import sys
 from pathlib import Path
 
+from ._cli_options import UserError as _UserError
+from ._cli_options import check_network_options as _check_network_options
+from ._cli_options import check_solve_options as _check_solve_options
+from ._cli_options import given as _given
+from ._cli_options import refuse as _refuse
+from ._cli_options import unknown_name_message as _unknown_name_message
+
 __all__ = ["build_parser", "main"]
 
 _EXAMPLES = {
@@ -31,10 +38,6 @@ _EXAMPLES = {
                 "  kernelshape figures --update-checkout"),
     "demo": "examples:\n  kernelshape demo\n  kernelshape demo -o out/",
 }
-
-
-class _UserError(Exception):
-    pass
 
 
 class _Parser(argparse.ArgumentParser):
@@ -142,50 +145,6 @@ def _network_options(p, only=None):
                         "connections)")
 
 
-def _given(args, *names):
-    """The command-line spellings of the options in ``names`` that the user gave."""
-    return ["--" + n.replace("_", "-") for n in names if getattr(args, n, None) is not None]
-
-
-def _refuse(given, why):
-    if given:
-        raise _UserError(f"{' and '.join(given)} {'has' if len(given) == 1 else 'have'} "
-                         f"no effect {why}")
-
-
-def _check_network_options(args):
-    if args.shortcut_weight is not None and args.resnet is None:
-        raise _UserError("--shortcut-weight needs --resnet DEPTH (an --mlp has no shortcuts)")
-
-
-def _check_solve_options(args):
-    """Refuse options the chosen method would ignore; fill in the documented defaults."""
-    _check_network_options(args)
-    if args.method == "eoc":
-        _refuse(_given(args, "zeta", "q_slope", "tau", "eta", "digits", "mlp", "resnet",
-                       "shortcut_weight"),
-                "with --method eoc (it analyses one layer at --sigma-b / --sigma-w)")
-    else:
-        _refuse(_given(args, "sigma_b", "sigma_w"),
-                f"with --method {args.method} (edge-of-chaos options: use --method eoc)")
-        if args.method == "dks":
-            _refuse(_given(args, "tau", "eta"), "with --method dks (TAT targets: use "
-                                                "--method tat)")
-        else:
-            _refuse(_given(args, "zeta", "q_slope"), "with --method tat (DKS targets: use "
-                                                     "--method dks)")
-            if args.tau is not None and args.eta is not None:
-                raise _UserError("give --tau (smooth activations) or --eta (leaky ReLU), "
-                                 "not both")
-    if args.output is not None and args.emit is None:
-        raise _UserError("-o/--output names the file for generated code: add --emit "
-                         "numpy|jax|torch" + (" (with --method dks or tat)"
-                                              if args.method == "eoc" else ""))
-    args.zeta = 1.5 if args.zeta is None else args.zeta
-    args.q_slope = 1.0 if args.q_slope is None else args.q_slope
-    args.sigma_b = 0.0 if args.sigma_b is None else args.sigma_b
-
-
 def _activation(args):
     from . import activation
     from .errors import UnknownNameError
@@ -202,31 +161,6 @@ def _activation(args):
         return activation(args.activation, **values)
     except UnknownNameError as err:
         raise _UserError(_unknown_name_message(err, args.activation)) from err
-
-
-def _unknown_name_message(err, text):
-    """The parser's unknown-name error, phrased for the command line with suggestions.
-
-    The library's message tells Python users to declare parameters with ``parameters=``;
-    on the command line a parameter is fixed with ``--param NAME=VALUE``.
-    """
-    import difflib
-    import re
-
-    from . import builtins
-    name = getattr(err, "name", None)
-    if not name:
-        found = re.search(r"unknown name '([^']+)'", str(err))
-        name = found.group(1) if found else None
-    if not name:
-        return str(err)
-    suggestions = list(getattr(err, "suggestions", None) or
-                       difflib.get_close_matches(name, builtins(), n=3, cutoff=0.6))
-    where = "" if name == text.strip() else f" in {text!r}"
-    hint = (f"; did you mean {' or '.join(suggestions)}?" if suggestions
-            else "; `kernelshape list` shows the built-in activations")
-    return (f"unknown name {name!r}{where}{hint} (the variable is x; fix a parameter with "
-            "--param NAME=VALUE)")
 
 
 def _network(args):
