@@ -13,7 +13,14 @@ import math
 import sys
 from pathlib import Path
 
-__all__ = ["main", "build_parser"]
+from ._cli_options import UserError as _UserError
+from ._cli_options import check_network_options as _check_network_options
+from ._cli_options import check_solve_options as _check_solve_options
+from ._cli_options import given as _given
+from ._cli_options import refuse as _refuse
+from ._cli_options import unknown_name_message as _unknown_name_message
+
+__all__ = ["build_parser", "main"]
 
 _EXAMPLES = {
     "list": "examples:\n  kernelshape list\n  kernelshape list --json",
@@ -26,13 +33,11 @@ _EXAMPLES = {
               "  kernelshape solve tanh --method eoc --sigma-b 0.2236"),
     "plot": ("examples:\n  kernelshape plot degeneration tanh --mlp 100 -o tanh_depth.png\n"
              "  kernelshape plot cmap softplus -o softplus_c.png"),
-    "figures": "examples:\n  kernelshape figures\n  kernelshape figures --only eoc_phase",
+    "figures": ("examples:\n  kernelshape figures\n"
+                "  kernelshape figures --only eoc_phase_tanh -o figs/\n"
+                "  kernelshape figures --update-checkout"),
     "demo": "examples:\n  kernelshape demo\n  kernelshape demo -o out/",
 }
-
-
-class _UserError(Exception):
-    pass
 
 
 class _Parser(argparse.ArgumentParser):
@@ -50,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "DKS / TAT / edge-of-chaos solves, code generation, plots.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     from . import __version__
+    from .figures import DEFAULT_OUTDIR as FIGURES_OUTDIR
     parser.add_argument("--version", action="version", version=f"kernelshape {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
@@ -76,18 +82,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("solve", "solve a DKS / TAT / edge-of-chaos transform")
     p.add_argument("activation", metavar="ACT", help="built-in name or expression in x")
     p.add_argument("--method", choices=("dks", "tat", "eoc"), default="dks")
-    p.add_argument("--zeta", type=float, default=1.5, help="DKS global slope target")
-    p.add_argument("--q-slope", type=float, default=1.0, help="DKS Q'(1) target")
-    p.add_argument("--tau", type=float, default=None, help="TAT curvature target (smooth)")
-    p.add_argument("--eta", type=float, default=None, help="TAT leaky ReLU C(0) target")
-    p.add_argument("--sigma-b", type=float, default=0.0, help="EOC bias standard deviation")
+    # Targets default to None so that an option given to a method that does not use it is
+    # reported (see _check_solve_options) instead of silently ignored.
+    p.add_argument("--zeta", type=float, default=None, help="DKS global slope target (1.5)")
+    p.add_argument("--q-slope", type=float, default=None, help="DKS Q'(1) target (1.0)")
+    p.add_argument("--tau", type=float, default=None, help="TAT curvature target, smooth "
+                   "activations (0.3)")
+    p.add_argument("--eta", type=float, default=None, help="TAT leaky ReLU C(0) target (0.9)")
+    p.add_argument("--sigma-b", type=float, default=None,
+                   help="EOC bias standard deviation (0)")
     p.add_argument("--sigma-w", type=float, default=None,
                    help="EOC: analyse this sigma_w instead of solving for the edge of chaos")
     _network_options(p)
-    p.add_argument("--digits", type=int, default=None, help="solve in mpmath to N digits")
+    p.add_argument("--digits", type=int, default=None,
+                   help="DKS / TAT: solve in mpmath to N digits")
     p.add_argument("--emit", choices=("numpy", "jax", "torch"), default=None,
                    help="also generate standalone code for this framework")
-    p.add_argument("-o", "--output", default=None, help="file for --emit (default stdout)")
+    p.add_argument("-o", "--output", default=None,
+                   help="file for the --emit code (default stdout)")
     _param_option(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -96,13 +108,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="degeneration: network C map vs depth (untransformed/EOC/DKS/TAT); "
                         "cmap / qmap: one activation's maps; phase: EOC phase diagram")
     p.add_argument("activation", metavar="ACT", help="built-in name or expression in x")
-    _network_options(p)
+    _network_options(p, only="degeneration")
     _param_option(p)
     p.add_argument("-o", "--output", required=True, help="image file (png, pdf, svg)")
 
-    p = add("figures", "regenerate the figures in figures/")
-    p.add_argument("--only", nargs="*", default=None, help="names of figures to build")
-    p.add_argument("--outdir", default=None, help="where to write (default: figures/)")
+    p = add("figures", "build the figures of figures/ (into ./kernelshape-figures/)")
+    p.add_argument("--only", nargs="+", default=None, metavar="NAME",
+                   help="names of figures to build (default: all)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("-o", "--outdir", default=None,
+                       help=f"where to write (default: ./{FIGURES_OUTDIR})")
+    where.add_argument("--update-checkout", action="store_true",
+                       help="overwrite the tracked PNGs in the checkout's figures/ directory "
+                            "(for maintainers regenerating the committed figures)")
 
     p = add("demo", "the main job: DKS and TAT solves, plots and generated code")
     p.add_argument("-o", "--outdir", default="kernelshape-demo", help="output directory")
@@ -114,18 +132,22 @@ def _param_option(p):
                    help="fix an activation parameter, e.g. --param negative_slope=0.2")
 
 
-def _network_options(p):
+def _network_options(p, only=None):
+    tail = f" ({only} only)" if only else ""
     g = p.add_mutually_exclusive_group()
     g.add_argument("--mlp", type=int, metavar="DEPTH", default=None,
-                   help="a chain of DEPTH nonlinear layers (default: --mlp 50)")
+                   help=f"a chain of DEPTH nonlinear layers (default: --mlp 50){tail}")
     g.add_argument("--resnet", type=int, metavar="DEPTH", default=None,
-                   choices=(18, 34, 50, 101, 152, 200), help="the dks modified ResNet")
-    p.add_argument("--shortcut-weight", type=float, default=0.0,
-                   help="ResNet shortcut weight (0 = vanilla, no skip connections)")
+                   choices=(18, 34, 50, 101, 152, 200),
+                   help=f"the dks modified ResNet{tail}")
+    p.add_argument("--shortcut-weight", type=float, default=None,
+                   help="ResNet shortcut weight, with --resnet (default 0 = vanilla, no skip "
+                        "connections)")
 
 
 def _activation(args):
     from . import activation
+    from .errors import UnknownNameError
     values = {}
     for item in args.param:
         name, sep, value = item.partition("=")
@@ -135,13 +157,16 @@ def _activation(args):
             values[name.strip()] = float(value)
         except ValueError as err:
             raise _UserError(f"--param {name}: expected a number, got {value!r}") from err
-    return activation(args.activation, **values)
+    try:
+        return activation(args.activation, **values)
+    except UnknownNameError as err:
+        raise _UserError(_unknown_name_message(err, args.activation)) from err
 
 
 def _network(args):
     from .networks import mlp, resnet
     if args.resnet is not None:
-        return resnet(args.resnet, shortcut_weight=args.shortcut_weight)
+        return resnet(args.resnet, shortcut_weight=args.shortcut_weight or 0.0)
     return mlp(args.mlp if args.mlp is not None else 50)
 
 
@@ -205,6 +230,7 @@ def _cmd_maps(args):
 
 def _cmd_solve(args):
     from . import transforms
+    _check_solve_options(args)
     phi = _activation(args)
     if args.method == "eoc" and args.emit:
         raise _UserError("--emit needs a DKS or TAT transform; --method eoc has no activation "
@@ -312,6 +338,21 @@ def _write_text(path: Path, text: str) -> None:
         raise _UserError(f"cannot write {path}: {err.strerror or err}") from err
 
 
+def _output_dir(path: str | Path) -> Path:
+    """``path`` as a directory that exists and takes files, or a one-line user error."""
+    import os
+    import tempfile
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        # A directory can exist and still refuse files (read-only mounts, /proc, ...).
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as err:
+        raise _UserError(f"cannot write to {path}{os.sep}: {err.strerror or err}") from err
+    return path
+
+
 def _print_transform(t):
     prec = f"{t.digits} digits" if t.digits else "float64"
     print(f"{t.method.upper()} for phi(x) = {t.base.expr} on {t.network}  ({prec})")
@@ -338,6 +379,10 @@ def _jsonable(v):
 
 def _cmd_plot(args):
     from . import plot
+    _check_network_options(args)
+    if args.kind != "degeneration":
+        _refuse(_given(args, "mlp", "resnet", "shortcut_weight"),
+                f"on a {args.kind} plot (network options are for degeneration)")
     phi = _activation(args)
     with _Spinner(f"computing the {args.kind} sweep"):
         if args.kind == "degeneration":
@@ -358,13 +403,29 @@ def _cmd_plot(args):
 
 def _cmd_figures(args):
     from . import figures
-    for path in figures.build_all(only=args.only, outdir=args.outdir):
-        print(f"wrote {path}")
+    if args.update_checkout:
+        outdir = None                      # next to the scripts: the tracked figures
+    else:
+        outdir = _output_dir(args.outdir if args.outdir is not None
+                             else figures.DEFAULT_OUTDIR)
+    try:
+        for path in figures.build_all(only=args.only, outdir=outdir):
+            print(f"wrote {path}")
+    except OSError as err:
+        raise _UserError(_os_error_text(err)) from err
 
 
 def _cmd_demo(args):
     from .demo import run
-    run(Path(args.outdir))
+    outdir = _output_dir(args.outdir)
+    try:
+        run(outdir, report=_print_transform)
+    except OSError as err:       # a disk that fills up or a directory removed mid-run
+        raise _UserError(_os_error_text(err)) from err
+
+
+def _os_error_text(err: OSError) -> str:
+    return f"cannot write {err.filename or 'output'}: {err.strerror or err}"
 
 
 _COMMANDS = {"list": _cmd_list, "maps": _cmd_maps, "solve": _cmd_solve, "plot": _cmd_plot,

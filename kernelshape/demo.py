@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 __all__ = ["run"]
@@ -18,10 +19,19 @@ __all__ = ["run"]
 DEPTH = 50
 
 
-def run(outdir: Path, *, depth: int = DEPTH, verbose: bool = True) -> dict[str, Path]:
-    """Run the demo into ``outdir``; returns the written files by label."""
+def run(outdir: Path, *, depth: int = DEPTH, verbose: bool = True,
+        report: Callable[[object], None] | None = None) -> dict[str, Path]:
+    """Run the demo into ``outdir``; returns the written files by label.
+
+    Args:
+        outdir: directory for the outputs (created if missing).
+        depth: depth of the MLP the transforms are solved for.
+        verbose: print progress and each transform.
+        report: prints one solved Transform (the command line passes its table printer);
+            None prints the Transform's repr. Taken as an argument so that this module
+            never imports the command line (which imports it).
+    """
     from . import activation, codegen
-    from .cli import _print_transform
     from .networks import mlp
     from .transforms import dks, tat
 
@@ -42,7 +52,8 @@ def run(outdir: Path, *, depth: int = DEPTH, verbose: bool = True) -> dict[str, 
         elapsed = time.perf_counter() - start
         transforms[label] = t
         say("")
-        _print_transform(t) if verbose else None
+        if verbose:
+            (report or print)(t)
         say(f"solved in {elapsed * 1e3:.1f} ms")
         for target in ("numpy", "jax", "torch"):
             path = outdir / f"{label}_{target}.py"

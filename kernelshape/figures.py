@@ -3,8 +3,11 @@
 Each figure is one small script ``figures/<name>.py`` that uses only the public API and
 defines ``figure() -> Figure`` (saved as ``<outdir>/<name>.png`` at the script's ``DPI``,
 default 100) or, for a script that writes its own output, ``save(outdir) -> Path``. Scripts
-also run on their own (``python figures/<name>.py``) through :func:`run_script`. This module finds the scripts of a source checkout and
-runs them; the committed PNGs are their output. The training figure runs the example
+also run on their own (``python figures/<name>.py``) through :func:`run_script`. This
+module finds the scripts of a source checkout and runs them; the committed PNGs are their
+output. The command line writes to ``./kernelshape-figures/`` (:data:`DEFAULT_OUTDIR`) unless
+told otherwise, so running it from a checkout never overwrites the tracked figures by
+accident; ``--update-checkout`` regenerates them on purpose. The training figure runs the example
 ``examples/train_digits.py`` (a few minutes on two cores); the others take seconds.
 """
 
@@ -18,10 +21,13 @@ from pathlib import Path
 
 from .errors import DomainError, UnsupportedError
 
-__all__ = ["FIGURES_DIR", "available", "build", "build_all", "main", "run_script"]
+__all__ = ["DEFAULT_OUTDIR", "FIGURES_DIR", "available", "build", "build_all", "main",
+           "run_script"]
 
 #: The ``figures/`` directory of the source checkout this package was imported from.
 FIGURES_DIR = Path(__file__).resolve().parents[1] / "figures"
+#: Where the command lines write figures unless given a directory (relative to the cwd).
+DEFAULT_OUTDIR = "kernelshape-figures"
 
 
 def _scripts(directory: Path) -> dict[str, Path]:
@@ -113,18 +119,24 @@ def build_all(*, only: Sequence[str] | None = None, outdir: Path | str | None = 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m kernelshape.figures [--only NAME ...] [--outdir DIR] [--list]``."""
+    """``python -m kernelshape.figures [--only NAME ...] [-o DIR | --update-checkout] [--list]``.
+    """
     import argparse
     parser = argparse.ArgumentParser(prog="python -m kernelshape.figures",
-                                     description="regenerate the figures in figures/")
-    parser.add_argument("--only", nargs="*", default=None, help="names of figures to build")
-    parser.add_argument("--outdir", default=None, help="where to write (default: figures/)")
+                                     description="build the figures of figures/")
+    parser.add_argument("--only", nargs="+", default=None, help="names of figures to build")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("-o", "--outdir", default=DEFAULT_OUTDIR,
+                       help=f"where to write (default: ./{DEFAULT_OUTDIR})")
+    where.add_argument("--update-checkout", action="store_true",
+                       help="overwrite the tracked PNGs in figures/")
     parser.add_argument("--list", action="store_true", help="list the figure names")
     args = parser.parse_args(argv)
     if args.list:
         print("\n".join(available()))
         return 0
-    for path in build_all(only=args.only, outdir=args.outdir, verbose=True):
+    outdir = None if args.update_checkout else args.outdir
+    for path in build_all(only=args.only, outdir=outdir, verbose=True):
         print(f"wrote {path}")
     return 0
 

@@ -256,7 +256,48 @@ USER_ERRORS = {
     "identity under dks": (["solve", "identity", "--method", "dks", "--mlp", "10"], ""),
     "unwritable --output": (["solve", "tanh", "--method", "dks", "--mlp", "10", "--emit",
                              "numpy", "-o", "/nonexistent-dir/sub/act.py"], "nonexistent-dir"),
+    # issue 13 point 5: a misspelt name gets suggestions, not a Python-only hint
+    "misspelt builtin": (["solve", "tahn"], "did you mean tanh"),
+    # issue 14 point 6: unwritable output directories
+    "unwritable demo dir": (["demo", "-o", "/proc/forbidden"], "/proc/forbidden"),
+    "unwritable figures dir": (["figures", "--only", "c_maps", "-o", "/proc/forbidden"],
+                               "/proc/forbidden"),
+    "unwritable plot": (["plot", "cmap", "tanh", "-o", "/nonexistent-dir/c.png"],
+                        "nonexistent-dir"),
 }
+
+# issue 13 point 4: an option the chosen command would not use is refused, never ignored.
+IGNORED_OPTIONS = {
+    "shortcut weight without resnet": (["solve", "tanh", "--shortcut-weight", "0.5"],
+                                       "--shortcut-weight needs --resnet"),
+    "shortcut weight with mlp": (["solve", "tanh", "--mlp", "20", "--shortcut-weight", "0.5"],
+                                 "--shortcut-weight needs --resnet"),
+    "tau under dks": (["solve", "tanh", "--tau", "0.3"], "--tau"),
+    "eta under dks": (["solve", "leaky_relu", "--method", "dks", "--eta", "0.9"], "--eta"),
+    "zeta under tat": (["solve", "softplus", "--method", "tat", "--zeta", "2"], "--zeta"),
+    "q slope under tat": (["solve", "softplus", "--method", "tat", "--q-slope", "2"],
+                          "--q-slope"),
+    "tau and eta": (["solve", "leaky_relu", "--method", "tat", "--tau", "0.3", "--eta",
+                     "0.9"], "not both"),
+    "sigma-b under dks": (["solve", "tanh", "--sigma-b", "0.2"], "--sigma-b"),
+    "sigma-w under tat": (["solve", "tanh", "--method", "tat", "--sigma-w", "1.2"],
+                          "--sigma-w"),
+    "network under eoc": (["solve", "tanh", "--method", "eoc", "--mlp", "10"], "--mlp"),
+    "resnet under eoc": (["solve", "tanh", "--method", "eoc", "--resnet", "50"], "--resnet"),
+    "digits under eoc": (["solve", "tanh", "--method", "eoc", "--digits", "30"], "--digits"),
+    "zeta under eoc": (["solve", "tanh", "--method", "eoc", "--zeta", "2"], "--zeta"),
+    "output without emit": (["solve", "tanh", "-o", "act.py"], "--emit"),
+    "output under eoc": (["solve", "tanh", "--method", "eoc", "-o", "act.py"], "--emit"),
+    "network on a cmap plot": (["plot", "cmap", "tanh", "--mlp", "10", "-o",
+                                "/nonexistent-dir/c.png"], "--mlp"),
+    "shortcut weight on a phase plot": (["plot", "phase", "tanh", "--shortcut-weight", "0.5",
+                                         "-o", "/nonexistent-dir/p.png"], "--shortcut-weight"),
+    "shortcut weight without resnet in a plot": (
+        ["plot", "degeneration", "tanh", "--shortcut-weight", "0.5", "-o",
+         "/nonexistent-dir/d.png"],
+        "--resnet"),
+}
+USER_ERRORS.update(IGNORED_OPTIONS)
 
 
 @pytest.mark.parametrize("argv, needle", USER_ERRORS.values(), ids=USER_ERRORS.keys())
@@ -268,6 +309,72 @@ def test_user_error_is_one_line_status_2(capsys, argv, needle):
     assert len(lines) == 1, f"expected one line on stderr, got:\n{err}"
     assert lines[0].startswith(f"kernelshape {argv[0]}: error: ")
     assert needle in lines[0]
+
+
+def test_misspelt_name_suggests_and_gives_no_python_hint(capsys):
+    status, _, err = run(capsys, "maps", "sofplus")
+    assert status == 2
+    assert "did you mean softplus?" in err
+    assert "parameters=" not in err and "--param NAME=VALUE" in err
+    status, _, err = run(capsys, "maps", "x*tahn(x)")
+    assert status == 2 and "'tahn'" in err and "parameters=" not in err
+
+
+def test_misspelt_name_uses_the_parsers_suggestions_when_given(capsys, monkeypatch):
+    def raise_with_suggestions(text, **values):
+        err = ks.errors.UnknownNameError("unknown name 'zzz' in expression")
+        err.suggestions = ["gelu", "selu"]
+        raise err
+    monkeypatch.setattr(ks, "activation", raise_with_suggestions)
+    status, _, err = run(capsys, "maps", "zzz")
+    assert status == 2 and "did you mean gelu or selu?" in err
+
+
+def test_output_dir_that_is_a_file_is_a_user_error(capsys, tmp_path):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("not a directory")
+    for argv in (["demo", "-o", str(blocker / "out")],
+                 ["figures", "--only", "c_maps", "-o", str(blocker)]):
+        status, _out, err = run(capsys, *argv)
+        assert status == 2, err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+        assert str(blocker) in err
+
+
+def test_figures_default_output_is_not_the_tracked_directory(capsys, tmp_path, monkeypatch):
+    from kernelshape import figures
+    tracked = figures.FIGURES_DIR / "c_maps.png"
+    before = tracked.stat().st_mtime_ns
+    monkeypatch.chdir(tmp_path)
+    status, _out, err = run(capsys, "figures", "--only", "c_maps")
+    assert status == 0, err
+    assert (tmp_path / figures.DEFAULT_OUTDIR / "c_maps.png").is_file()
+    assert tracked.stat().st_mtime_ns == before
+
+
+def test_plot_degeneration_relu_warns_about_nothing(capsys, tmp_path):
+    """issue 13 point 4: a ReluWarning for a DKS-ReLU solve the user did not ask for."""
+    import warnings
+    path = tmp_path / "relu.png"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        status, out, err = run(capsys, "plot", "degeneration", "relu", "--mlp", "20",
+                               "-o", str(path))
+    assert status == 0 and not err, err
+    assert path.read_bytes()[:4] == b"\x89PNG" and f"wrote {path}" in out
+
+
+def test_demo_does_not_import_the_command_line():
+    """issue 13 point 8: the flow is cli -> demo, never back."""
+    import ast
+    import inspect
+
+    from kernelshape import demo
+    tree = ast.parse(inspect.getsource(demo))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {a.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                 for a in node.names}
+    assert not any(name and name.split(".")[-1] == "cli" for name in imported), imported
 
 
 ARGPARSE_ERRORS = {

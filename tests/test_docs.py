@@ -51,7 +51,9 @@ def site(tmp_path_factory):
     proc = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--clean",
          "-f", str(ROOT / "mkdocs.yml"), "-d", str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+        # Notebooks are executed at build time (cached by content, docs/_hooks/notebooks.py):
+        # the first build after a change runs them all.
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800, check=False)
     assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stderr[-6000:]}"
     warnings = [line for line in proc.stderr.splitlines() if line.startswith("WARNING")]
     assert not warnings, "\n".join(warnings)
@@ -121,6 +123,75 @@ def test_notebooks_are_rendered(site):
         text = re.sub(r"<[^>]+>", "", page.read_text(encoding="utf-8"))  # highlighting spans
         assert "import kernelshape" in text, f"{nb.name}: code cells missing from the page"
         assert (site / "notebooks" / nb.name).is_file(), f"{nb.name} is not downloadable"
+
+
+_IMG = re.compile(r'<img[^>]+src="([^"]+)"')
+# figures/*.png embedded in the docs (the training figure belongs to the training example).
+EMBEDDED_FIGURES = sorted(p.name for p in (ROOT / "figures").glob("*.png")
+                          if not p.name.startswith("training"))
+
+
+def _images(site, page):
+    """The image files a built page shows, resolved against the site (they must exist)."""
+    path = site / page
+    found = []
+    for src in _IMG.findall(path.read_text(encoding="utf-8")):
+        if src.startswith(("http:", "https:", "data:")):
+            continue
+        target = (path.parent / html.unescape(src)).resolve()
+        assert target.is_file(), f"{page} shows a missing image {src}"
+        found.append(target)
+    return found
+
+
+def test_site_shows_the_figures(site):
+    """issue 13 point 6: the docs showed no image at all."""
+    shown = set()
+    for page in ("index.html", "theory/index.html", "guide/plots/index.html"):
+        images = _images(site, page)
+        assert images, f"{page} shows no figure"
+        shown |= {p.name for p in images}
+    missing = [name for name in EMBEDDED_FIGURES if name not in shown]
+    assert not missing, f"figures not shown in the docs: {missing}"
+    for name in EMBEDDED_FIGURES:
+        assert (site / "figures" / name).read_bytes() == (ROOT / "figures" / name).read_bytes()
+
+
+def test_notebook_pages_show_executed_outputs(site):
+    """issue 13 point 6: notebooks were shown without outputs; the last cell of the
+    degeneration notebook showed nothing even when run."""
+    page = site / "notebooks" / "degeneration" / "index.html"
+    text = page.read_text(encoding="utf-8")
+    assert "L =   1:  C_f(0) = 0.3183" in html.unescape(re.sub(r"<[^>]+>", "", text))
+    images = _images(site, "notebooks/degeneration/index.html")
+    assert len(images) >= 2 and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in images)
+    # an image follows the last code cell, `fig = plot.degeneration(...)`
+    last_call = text.rindex('<span class="n">degeneration</span>')
+    assert re.search(r'<img[^>]+class="nb-output"', text[last_call:])
+    for nb in NOTEBOOKS:
+        nb_page = (site / "notebooks" / nb.stem / "index.html").read_text(encoding="utf-8")
+        assert 'nb-output' in nb_page, f"{nb.name}: no output on its page"
+
+
+def test_pln_mapping_in_coming_from_dks_is_right():
+    """issue 13 point 6: dks 0.1.2 has per_location_normalization; the page maps its modes
+    onto kernelshape's pln, and the mapping gives dks's numbers."""
+    import numpy as np
+    import torch
+    from dks.pytorch.data_preprocessing import per_location_normalization
+
+    from kernelshape.pln import pln
+    page = (DOCS / "coming-from-dks.md").read_text(encoding="utf-8")
+    assert "per_location_normalization" in page and "not included in `dks`" not in page
+    x = np.random.default_rng(0).normal(size=(3, 4, 5, 30))
+    for dks_mode, ks_mode in (("one", "one"), ("avg_q", "rms"), ("off", None)):
+        assert f'`homog_mode="{dks_mode}"' in page
+        assert (f'`homogeneous="{ks_mode}"' if ks_mode else "`homogeneous=None`") in page
+        ours = pln(x, homogeneous=ks_mode, homogeneous_scale=0.7)
+        theirs = per_location_normalization(torch.tensor(x), homog_mode=dks_mode,
+                                            homog_scale=0.7).numpy()
+        # dks builds the "one" coordinate in float32 (torch.ones): 1e-7 relative
+        np.testing.assert_allclose(ours, theirs, rtol=1e-7, atol=1e-7)
 
 
 def test_no_external_assets_at_read_time(site):

@@ -61,6 +61,87 @@ def test_degeneration_panels_lines_and_legend():
     assert axes[3].get_lines()[1].get_ydata()[-1] == pytest.approx(1.5 ** (5 / 20), rel=1e-6)
 
 
+def _small_residual_net(blocks=3):
+    from kernelshape.networks import chain, nonlinear, residual
+    return chain(*[residual(chain(nonlinear(), nonlinear()), 0.8) for _ in range(blocks)])
+
+
+def test_degeneration_draws_the_network_given():
+    # issue 13 point 4: a custom network is drawn as itself, not as a chain of L layers.
+    net = _small_residual_net()
+    t = dks(TANH, network=net)
+    fig = plot.degeneration(TANH, network=net, methods=("untransformed", t))
+    c, drawn = fig.axes[1].get_lines()[1].get_data()
+    exact = np.array([net.c_map(t.activation, float(v)) for v in c[::20]])
+    np.testing.assert_allclose(drawn[::20], exact, atol=1e-5)
+    c, drawn = fig.axes[0].get_lines()[1].get_data()
+    exact = np.array([net.c_map(TANH, float(v)) for v in c[::20]])
+    np.testing.assert_allclose(drawn[::20], exact, atol=1e-5)
+    # DKS for this network: its own C_f'(1) is zeta = 1.5 (THEORY.md §4).
+    assert fig.axes[3].get_lines()[0].get_ydata()[-1] == pytest.approx(1.5, rel=1e-4)
+    assert _labels(fig.axes[0]) == ["identity", f"L = {net.n_nonlinear}"]
+    assert "DKS / TAT solved for this network" in fig._suptitle.get_text()
+
+
+def test_degeneration_sweeps_a_user_family_and_says_the_tuned_depth():
+    family = _small_residual_net
+    fig = plot.degeneration(TANH, network=family, depths=[1, 4], tuned_depth=2,
+                            methods=["untransformed", "dks"])
+    assert _labels(fig.axes[1]) == ["identity", "L = 1", "L = 2", "L = 4"]
+    t = dks(TANH, network=family(2))
+    for line, depth in zip(fig.axes[1].get_lines()[1:], (1, 2, 4)):
+        _c, drawn = line.get_data()
+        assert drawn[0] == pytest.approx(family(depth).c_map(t.activation, -1.0), abs=1e-5)
+    thick = [ln.get_linewidth() for ln in fig.axes[1].get_lines()[1:]]
+    assert thick[1] > thick[0] and thick[1] > thick[2]       # the tuned depth stands out
+    assert "tuned for chain(" in fig._suptitle.get_text()
+
+
+def test_degeneration_of_a_resnet_sweeps_resnets():
+    from kernelshape.networks import resnet
+    net = resnet(18, 0.6)
+    fig = plot.degeneration(TANH, network=net, depths=[18, 34], methods=["dks"])
+    assert _labels(fig.axes[0]) == ["identity", "L = 18", "L = 34"]
+    t = dks(TANH, network=net)
+    _c, drawn = fig.axes[0].get_lines()[2].get_data()
+    assert drawn[0] == pytest.approx(resnet(34, 0.6).c_map(t.activation, -1.0), abs=1e-5)
+    assert "tuned for resnet(depth=18, shortcut_weight=0.6)" in fig._suptitle.get_text()
+    with pytest.raises(DomainError, match="not ResNet depths"):
+        plot.degeneration(TANH, network=net, depths=[10], methods=["dks"])
+
+
+def test_degeneration_marks_the_tuned_depth_and_does_not_share_slope_axes():
+    fig = plot.degeneration(TANH, network=mlp(20), methods=["untransformed", "dks"])
+    # default depths include the tuned one, drawn thicker; the title names the network
+    labels = _labels(fig.axes[1])
+    assert "L = 20" in labels and "mlp(depth=20)" in fig._suptitle.get_text()
+    # DKS beyond its tuned depth: C_f'(1) = 1.5^(100/20) = 7.6 must not flatten the
+    # untransformed slope panel (issue 13: the slope row shared one y-axis).
+    dks_top = fig.axes[3].get_ylim()[1]
+    untransformed_top = fig.axes[2].get_ylim()[1]
+    assert dks_top > 7 and untransformed_top < 2
+
+
+def test_relu_degeneration_by_default_solves_nothing_that_warns():
+    # issue 13 point 4: `kernelshape plot degeneration relu` warned about a DKS-ReLU solve
+    # the user never asked for (pytest turns warnings into errors).
+    fig = plot.degeneration(RELU, network=mlp(20), depths=[1, 20])
+    titles = [ax.get_title() for ax in fig.axes[:len(fig.axes) // 2]]
+    assert not any(t.startswith("DKS") for t in titles)
+    assert any(t.startswith("TAT leaky ReLU") for t in titles)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"network": _small_residual_net(), "depths": [1, 2]}, "sweeps a family"),
+    ({"network": mlp(5), "tuned_depth": 3}, "tuned_depth is for a family"),
+    ({"network": _small_residual_net(), "methods": ["eoc"]}, "chains"),
+    ({"network": lambda L: "not a network", "depths": [1]}, "expected a Network"),
+])
+def test_degeneration_refuses_what_it_cannot_draw(kwargs, match):
+    with pytest.raises(DomainError, match=match):
+        plot.degeneration(TANH, **kwargs)
+
+
 def test_degeneration_without_slope_row():
     fig = plot.degeneration(RELU, methods=["untransformed"], depths=[3], slope=False)
     assert len(fig.axes) == 1 and fig.axes[0].get_xlabel() == "input cosine similarity $c$"
@@ -130,6 +211,49 @@ def test_eoc_phase_figure():
                        & (row[:-1] < 1) & (row[1:] >= 1))[0]
     edge = math.sqrt(math.pi) / 2
     assert sw[0, i] <= edge + 0.02 and sw[0, i + 1] >= edge - 0.02
+
+
+@pytest.fixture(scope="module")
+def tanh_phase():
+    return _phase_grid(TANH, 3.0, 1.0, 8)
+
+
+def _exact_phase_point(phi, sw, sb):
+    """chi_1 and xi_c at one (sigma_w, sigma_b) from exact maps (Poole et al. 2016)."""
+    from scipy.optimize import brentq
+    q = brentq(lambda v: sw**2 * float(phi.q_map(v)) + sb**2 - v, max(sb**2, 1e-12), 50.0,
+               xtol=1e-15, rtol=1e-15)
+    a = sw**2 * float(phi.q_map(q)) / q
+    chi = a * float(phi.c_map(1.0, q=q, order=1))
+    if chi < 1:
+        return chi, -1.0 / math.log(chi)
+    # chaotic: the attracting fixed point c* < 1 of the layer C map, found by iterating it
+    c_star = 0.5
+    for _ in range(5000):
+        c_next = a * float(phi.c_map(c_star, q=q)) + 1 - a
+        if abs(c_next - c_star) < 1e-13:
+            break
+        c_star = c_next
+    return chi, -1.0 / math.log(a * float(phi.c_map(c_star, q=q, order=1)))
+
+
+def test_eoc_phase_grid_is_regular_and_covers_the_plot(tanh_phase):
+    # issue 13 point 4: the old curvilinear grid left a sawtooth at small sigma_w (its left
+    # edge was the first sampled q* of each row) and holes where masked points were parked.
+    sw, sb, chi, xi = tanh_phase
+    np.testing.assert_array_equal(sw, np.broadcast_to(sw[0], sw.shape))
+    assert sw[0, 0] == 0.0 and sw[0, -1] == 3.0 and sb[0, 0] == 0.0 and sb[-1, 0] == 1.0
+    assert np.isfinite(chi).all()                         # tanh: q* exists everywhere
+    assert np.isfinite(xi[chi < 0.98]).all() and np.isfinite(xi[chi > 1.02]).all()
+
+
+@pytest.mark.parametrize("row, col", [(3, 5), (5, 12), (7, 20), (2, 23), (0, 15), (6, 9)])
+def test_eoc_phase_grid_values_match_exact_maps(tanh_phase, row, col):
+    sw, sb, chi, xi = tanh_phase
+    exact_chi, exact_xi = _exact_phase_point(TANH, sw[row, col], sb[row, col])
+    # plotting accuracy: tabulated maps (plot._variants._CTable), 1e-4 relative
+    assert chi[row, col] == pytest.approx(exact_chi, rel=1e-4)
+    assert xi[row, col] == pytest.approx(exact_xi, rel=1e-3)
 
 
 def test_predicted_vs_empirical_figure():

@@ -86,7 +86,8 @@ class _CTable:
             w[j + i] = np.prod((log_q - others) / (nodes[i] - others))
         return w
 
-    def __call__(self, c, q):
+    def hermite(self, c):
+        """Value and slope of every tabulated q at ``c``: two arrays ``(tables, *c.shape)``."""
         x = self.x
         c = np.asarray(c, dtype=np.float64)
         i = np.clip(np.searchsorted(x, c, side="right") - 1, 0, len(x) - 2)
@@ -98,6 +99,18 @@ class _CTable:
                  + (3 * t2 - 2 * t3) * v1 + (t3 - t2) * h * d1)
         slope = ((6 * t2 - 6 * t) / h * v0 + (3 * t2 - 4 * t + 1) * d0
                  + (6 * t - 6 * t2) / h * v1 + (3 * t2 - 2 * t) * d1)
+        return value, slope
+
+    def weights(self, q):
+        """Interpolation weights in log q: an array ``(*q.shape, tables)``; q below the
+        table uses its first entry (the q -> 0 limit, to plotting accuracy)."""
+        q = np.asarray(q, dtype=np.float64)
+        floor = math.exp(self.log_q[0])
+        rows = [self._weights(math.log(max(float(v), floor))) for v in q.ravel()]
+        return np.array(rows).reshape(*q.shape, len(self.log_q))
+
+    def __call__(self, c, q):
+        value, slope = self.hermite(c)
         w = self._weights(math.log(max(q, math.exp(self.log_q[0]))))
         return w @ value, w @ slope
 
@@ -123,20 +136,31 @@ def _eoc_variant(phi, sigma_b):
                       f"{_name(phi)} (tried sigma_b = {tries})")
 
 
-def _variants(phi, network, methods, *, zeta, tau, eta, sigma_b):
+def _variants(phi, network, methods, *, zeta, tau, eta, sigma_b, chain=True):
     """Resolve method names (or Transform objects) into per-layer kernels.
 
     ``methods=None``: all of :data:`METHODS`, leaving out the edge of chaos when the
-    activation has none (softplus, for instance, has no chi_1 = 1 at any sigma_w).
+    activation has none (softplus, for instance, has no chi_1 = 1 at any sigma_w) or the
+    network is not a chain (the EOC is a property of ``W phi(h) + b`` chains), and DKS for
+    plain ReLU (discouraged by the DKS paper, which recommends leaky ReLU; asking for
+    ``"dks"`` by name still draws it, with the solver's ReluWarning).
+    ``chain=False``: the variants are drawn on a network that is not an MLP.
     """
     if methods is None:
         from ..errors import UnreachableTargetError
-        try:
-            eoc_variant = _eoc_variant(phi, sigma_b)
-        except UnreachableTargetError:
-            eoc_variant = None
-        methods = [m if m != "eoc" else eoc_variant for m in METHODS]
+        eoc_variant = None
+        if chain:
+            try:
+                eoc_variant = _eoc_variant(phi, sigma_b)
+            except UnreachableTargetError:
+                pass
+        methods = [m if m != "eoc" else eoc_variant for m in METHODS
+                   if not (m == "dks" and _is_plain_relu(phi))]
         methods = [m for m in methods if m is not None]
+    elif not chain and "eoc" in methods:
+        raise DomainError("method 'eoc' is drawn for chains (mlp) only: the edge of chaos "
+                          "is a property of the layer h = W phi(h) + b repeated; got a "
+                          f"network that is not an mlp ({network!r})")
     out = []
     for m in methods:
         if isinstance(m, _Variant):
@@ -163,6 +187,13 @@ def _variants(phi, network, methods, *, zeta, tau, eta, sigma_b):
     return out
 
 
+def _is_plain_relu(phi):
+    from ..activations import Activation
+    from ..transforms import _common
+    return isinstance(phi, Activation) and _common.info(phi)["relu"] and not _common.info(
+        phi)["leaky"]
+
+
 def _transform_variant(phi, network, method, *, zeta, tau, eta):
     if network is None:
         raise DomainError(f"method {method!r} needs a network (e.g. network=mlp(50))")
@@ -181,11 +212,5 @@ def _transform_variant(phi, network, method, *, zeta, tau, eta):
     t = tat(phi, network=network, tau=tau)
     return _Variant("tat", f"TAT $\\tau$={tau:g}", t.activation)
 
-
-def _check_depths(depths):
-    ds = tuple(int(d) for d in depths)
-    if not ds or any(d < 1 for d in ds):
-        raise DomainError(f"depths must be positive integers, got {depths!r}")
-    return tuple(sorted(set(ds)))
 
 

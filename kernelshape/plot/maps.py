@@ -114,57 +114,112 @@ def q_map(phi, *, sigma_w: float = 1.0, sigma_b: float = 0.0, q_max: float = 3.0
 
 # -- edge of chaos ------------------------------------------------------------------------
 
-def _phase_grid(act, sigma_w_max, sigma_b_max, resolution, c_points=161):
-    """chi_1 and the depth scale xi_c on a curvilinear (sigma_w, sigma_b) grid.
+def _phase_grid(act, sigma_w_max, sigma_b_max, resolution, q_nodes=161):
+    """chi_1 and the depth scale xi_c on a regular (sigma_w, sigma_b) grid.
 
-    Each row fixes sigma_b and sweeps the fixed point ``q* > sigma_b^2``; then
-    ``sigma_w^2 = (q* - sigma_b^2) / Q(q*)`` puts ``q*`` on the fixed point of the layer Q map
-    (Poole et al. 2016). ``chi_1 = sigma_w^2 E[phi'(sqrt(q*) z)^2]`` with
-    ``E[phi'^2] = C'(1; q*) Q(q*) / q*``. In the ordered phase ``c* = 1`` and
-    ``xi_c = -1 / log chi_1``; in the chaotic phase ``c* < 1`` solves
-    ``c = (sigma_w^2 Q C(c; q*) + sigma_b^2) / q*`` and ``xi_c = -1 / log`` of that map's
-    slope at ``c*`` (Schoenholz et al. 2017). Points whose ``q*`` is an unstable fixed
-    point (``sigma_w^2 Q'(q*) >= 1``) or lie past ``sigma_w_max`` are masked. C values come
-    from a :class:`_CTable` (plotting accuracy).
+    At each grid point the layer's fixed point ``q* = sigma_w^2 Q(q*) + sigma_b^2`` is
+    solved by bisection in log q (the bracket keeps ``f(q) = sigma_w^2 Q(q) + sigma_b^2 - q``
+    positive below and negative above, so the root found is the attracting one; Poole et al.
+    2016). ``chi_1 = sigma_w^2 E[phi'(sqrt(q*) z)^2]`` with ``E[phi'^2] = C'(1; q*) Q(q*) / q*``.
+    In the ordered phase ``c* = 1`` and ``xi_c = -1 / log chi_1``; in the chaotic phase
+    ``c* < 1`` solves ``c = a C(c; q*) + 1 - a`` with ``a = sigma_w^2 Q(q*) / q*`` (bisection
+    again) and ``xi_c = -1 / log(a C'(c*; q*))`` (Schoenholz et al. 2017). Points without a
+    finite fixed point below ``q_hi`` are NaN.
+
+    ``Q`` is interpolated between exact values at ``q_nodes`` log-spaced q (cubic Hermite
+    with the exact ``Q'``), C maps by a :class:`_CTable`: plotting accuracy, and smooth in
+    (sigma_w, sigma_b), so contours are smooth. (An earlier version swept q* on a grid shared
+    by every row and drew on the resulting curvilinear grid: its left edge followed the
+    first sampled q* of each row (a sawtooth), masked points parked at the right edge left
+    holes, and c* came from a 161-point scan without refinement, so xi_c contours jagged.)
+
+    Returns:
+        ``(sigma_w, sigma_b, chi_1, xi_c)``, arrays of shape ``(resolution, 3 * resolution)``
+        (rows: sigma_b from 0 to ``sigma_b_max``; columns: sigma_w from 0 to
+        ``sigma_w_max``).
     """
-    n_q = 3 * resolution
+    sws = np.linspace(0.0, sigma_w_max, 3 * resolution)
     sbs = np.linspace(0.0, sigma_b_max, resolution)
-    sbs[0] = sigma_b_max * 1e-3    # sigma_b = 0 exactly has q* = 0 for sigma_w < 1 (tanh)
-    q_hi = 1.2 * (sigma_w_max**2 + sigma_b_max**2) + 1.0
-    q_star = np.geomspace(1e-6, q_hi, n_q)    # shared by every row: maps evaluated once
-    big_q = np.asarray(act.q_map(q_star), dtype=np.float64)
-    slope_q = np.asarray(act.q_map(q_star, order=1), dtype=np.float64)
-    # Below q* = 1e-3 the C map is within plotting accuracy of its q -> 0 limit: the
-    # table starts there, so its log-q spacing stays fine where the phases differ.
-    table = _CTable(act, 1e-3, q_hi, max_tables=18)
-    cs = np.linspace(-1.0, 1.0, c_points)
-    per_q = [table(cs, q) for q in q_star]      # C(c; q*) and C'(c; q*) on the c grid
-    slope_one = np.array([float(table(1.0, q)[1]) for q in q_star])
-    sw = np.full((resolution, n_q), np.nan)
-    chi = np.full_like(sw, np.nan)
-    xi = np.full_like(sw, np.nan)
-    for k, sb in enumerate(sbs):
-        s = q_star - sb**2
-        sw2 = np.where(s > 0, s, np.nan) / big_q
-        with np.errstate(invalid="ignore"):
-            ok = (s > 0) & (sw2 * slope_q < 1.0) & (np.sqrt(sw2) <= sigma_w_max * 1.05)
-        for i in np.flatnonzero(ok):
-            a = s[i] / q_star[i]                        # a = sigma_w^2 Q / q*
-            chi1 = a * slope_one[i]                     # sigma_w^2 Q C'(1) / q*
-            sw[k, i], chi[k, i] = math.sqrt(sw2[i]), chi1
-            if chi1 < 1.0:
-                xi[k, i] = -1.0 / math.log(chi1)
-                continue
-            value, slope = per_q[i]
-            g = (a * value + (1 - a) - cs)[:-1]
-            j = np.flatnonzero((g[:-1] >= 0) & (g[1:] < 0))
-            if len(j):
-                j = j[-1]
-                frac = g[j] / (g[j] - g[j + 1])
-                slope_c = a * (slope[j] + frac * (slope[j + 1] - slope[j]))
-                if 0 < slope_c < 1:
-                    xi[k, i] = -1.0 / math.log(slope_c)
-    return sw, np.broadcast_to(sbs[:, None], sw.shape), chi, xi
+    sw, sb = np.meshgrid(sws, sbs)
+    sw2, sb2 = sw**2, sb**2
+    q_lo, q_hi = 1e-6, 1.2 * (sigma_w_max**2 + sigma_b_max**2) + 1.0
+    big_q = _LogHermite(act, q_lo, q_hi, q_nodes)
+
+    def f(log_q):
+        return sw2 * big_q(log_q) + sb2 - np.exp(log_q)
+
+    lo = np.log(np.maximum(sb2, q_lo))
+    hi = np.full_like(lo, math.log(q_hi))
+    none = f(hi) > 0                   # no fixed point below q_hi (q grows without bound)
+    tiny = f(lo) < 0                   # q* below q_lo: the q -> 0 limit
+    for _ in range(64):
+        mid = 0.5 * (lo + hi)
+        up = f(mid) >= 0
+        lo, hi = np.where(up, mid, lo), np.where(up, hi, mid)
+    log_q = np.where(tiny, math.log(q_lo), 0.5 * (lo + hi))
+    q_star = np.exp(log_q)
+    a = sw2 * big_q(log_q) / q_star                # sigma_w^2 Q(q*) / q*
+    table = _CTable(act, 1e-3, q_hi, max_tables=24)
+    w = table.weights(q_star)                      # (rows, cols, tables)
+    _, slope_one = table.hermite(1.0)
+    chi = a * (w @ slope_one)
+    chi[none] = np.nan
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xi = np.where(chi < 1.0, -1.0 / np.log(chi), np.nan)
+    chaotic = np.flatnonzero((chi > 1.0).ravel())
+    if len(chaotic):
+        xi.ravel()[chaotic] = _chaotic_depth_scale(table, w.reshape(-1, w.shape[-1])[chaotic],
+                                                   a.ravel()[chaotic])
+    return sw, sb, chi, xi
+
+
+class _LogHermite:
+    """``Q(q)`` from exact values and slopes at log-spaced q, cubic Hermite in log q."""
+
+    def __init__(self, act, q_lo, q_hi, n):
+        self.log_q = np.linspace(math.log(q_lo), math.log(q_hi), n)
+        q = np.exp(self.log_q)
+        self.val = np.asarray(act.q_map(q), dtype=np.float64)
+        self.der = np.asarray(act.q_map(q, order=1), dtype=np.float64) * q   # dQ / dlog q
+
+    def __call__(self, log_q):
+        x = self.log_q
+        i = np.clip(np.searchsorted(x, log_q, side="right") - 1, 0, len(x) - 2)
+        h = x[i + 1] - x[i]
+        t = (np.clip(log_q, x[0], x[-1]) - x[i]) / h
+        t2, t3 = t * t, t * t * t
+        return ((2 * t3 - 3 * t2 + 1) * self.val[i] + (t3 - 2 * t2 + t) * h * self.der[i]
+                + (3 * t2 - 2 * t3) * self.val[i + 1] + (t3 - t2) * h * self.der[i + 1])
+
+
+def _chaotic_depth_scale(table, w, a):
+    """``xi_c = -1 / log(a C'(c*))`` at the fixed point ``c* < 1`` of ``c -> a C(c) + 1 - a``.
+
+    ``g(c) = a C(c) + 1 - a - c`` is >= 0 at c = -1 and < 0 just below 1 (chi_1 > 1); the
+    scan puts points ever closer to 1 so that c* near 1 (chi_1 just above 1) is bracketed,
+    then bisection refines c* to far below plotting accuracy.
+    """
+    scan = np.concatenate([np.linspace(-1.0, 0.9, 96), 1.0 - np.geomspace(0.1, 1e-9, 96)])
+    values, _ = table.hermite(scan)                       # (tables, scan)
+    g = a[:, None] * (w @ values) + (1.0 - a)[:, None] - scan
+    change = (g[:, :-1] >= 0) & (g[:, 1:] < 0)
+    found = change.any(axis=1)
+    j = change.shape[1] - 1 - np.argmax(change[:, ::-1], axis=1)     # the last sign change
+    lo, hi = scan[j], scan[j + 1]
+
+    def g_at(c):
+        value, _ = table.hermite(c)                      # (tables, points)
+        return a * np.einsum("pk,kp->p", w, value) + 1.0 - a - c
+
+    for _ in range(50):
+        mid = 0.5 * (lo + hi)
+        up = g_at(mid) >= 0
+        lo, hi = np.where(up, mid, lo), np.where(up, hi, mid)
+    _, slopes = table.hermite(0.5 * (lo + hi))
+    slope_c = a * np.einsum("pk,kp->p", w, slopes)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xi = np.where(found & (slope_c > 0) & (slope_c < 1), -1.0 / np.log(slope_c), np.nan)
+    return xi
 
 
 @_styled
@@ -180,7 +235,8 @@ def eoc_phase(phi, *, sigma_w_max: float = 3.0, sigma_b_max: float = 1.0,
     Args:
         phi: activation (or Transform).
         sigma_w_max, sigma_b_max: plotted ranges (from 0).
-        resolution: grid rows (sigma_b values); the q* sweep has twice as many points.
+        resolution: grid rows (sigma_b values); there are three times as many sigma_w
+            columns.
         levels: the xi_c contour levels (layers).
 
     Example:
@@ -200,9 +256,7 @@ def eoc_phase(phi, *, sigma_w_max: float = 3.0, sigma_b_max: float = 1.0,
     fig, axes = _figure(1, 1, width=5.0, height=3.9)
     ax = axes[0, 0]
     chi_m = np.ma.masked_invalid(chi)
-    # contour needs finite coordinates: park masked points at a harmless finite place.
-    x = np.where(np.isfinite(sw), sw, np.nan)
-    x = np.where(np.isnan(x), np.nanmax(x), x)
+    x = sw
     hi = max(2.0, float(np.nanmax(chi)))
     norm = mpl.colors.TwoSlopeNorm(vmin=0.0, vcenter=1.0, vmax=hi)
     filled = ax.contourf(x, sb, chi_m, levels=np.concatenate(
@@ -210,19 +264,26 @@ def eoc_phase(phi, *, sigma_w_max: float = 3.0, sigma_b_max: float = 1.0,
     cbar = fig.colorbar(filled, ax=ax, ticks=[0, 0.25, 0.5, 0.75, 1.0]
                         + [round(v, 1) for v in np.linspace(1, hi, 5)[1:]])
     cbar.set_label("$\\chi_1$ (slope of the C map at $c$ = 1)")
-    # Left of the sampled fixed points (sigma_w -> 0) lies deep ordered territory.
-    ax.set_facecolor(filled.cmap(0.0))
+    # The grid covers the whole plot; what shows through is where q has no finite
+    # fixed point (it grows without bound, e.g. ReLU with sigma_w^2 > 2).
+    ax.set_facecolor("0.85")
     ax.contour(x, sb, chi_m, levels=[1.0], colors="k", linewidths=2.0)
-    xi_m = np.ma.masked_invalid(xi)
-    lines = ax.contour(x, sb, xi_m, levels=sorted(levels), colors="0.15", linewidths=0.8,
-                       linestyles="--")
-    ax.clabel(lines, fmt=lambda v: f"$\\xi_c$={v:g}", fontsize=7)
+    # xi_c diverges at the edge of chaos, where a contour of it interpolated between grid
+    # points wobbles; 1 / xi_c = -log(slope) is smooth there, so its contours are drawn.
+    with np.errstate(divide="ignore"):
+        inverse = np.ma.masked_invalid(1.0 / xi)
+    levels = sorted(float(v) for v in levels)
+    lines = ax.contour(x, sb, inverse, levels=[1.0 / v for v in reversed(levels)],
+                       colors="0.15", linewidths=0.8, linestyles="--")
+    ax.clabel(lines, fmt=lambda v: f"$\\xi_c$={1.0 / v:.3g}", fontsize=7)
     ax.set_xlim(0, sigma_w_max)
     ax.set_ylim(0, sigma_b_max)
     ax.set_xlabel("$\\sigma_w$")
     ax.set_ylabel("$\\sigma_b$")
     handles = [Line2D([], [], color="k", lw=2.0, label="edge of chaos $\\chi_1$ = 1"),
                Line2D([], [], color="0.15", lw=0.8, ls="--", label="depth scale $\\xi_c$")]
+    if np.isnan(chi).any():
+        handles.append(mpl.patches.Patch(color="0.85", label="no finite fixed point $q^*$"))
     ax.legend(handles=handles, loc="upper left", frameon=True, framealpha=0.85)
     ax.text(0.04 * sigma_w_max, 0.6 * sigma_b_max, "ordered", fontsize=9, color="white")
     ax.text(0.8 * sigma_w_max, 0.1 * sigma_b_max, "chaotic", fontsize=9, ha="right")
