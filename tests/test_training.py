@@ -45,7 +45,7 @@ def setup(example):
 
 def test_the_task_is_beyond_linear_models(example):
     data = example.pinwheel(seed=0)
-    x_tr, y_tr, x_te, y_te = data
+    x_tr, y_tr, x_te, _ = data
     assert x_tr.shape == (3000, 16) and x_te.shape == (1000, 16)
     assert abs(float(np.mean(y_tr)) - 0.5) < 0.05          # balanced classes
     assert example.linear_baseline(data) < 0.56              # chance level: 0.5
