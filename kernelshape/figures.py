@@ -8,7 +8,7 @@ module finds the scripts of a source checkout and runs them; the committed PNGs 
 output. The command line writes to ``./kernelshape-figures/`` (:data:`DEFAULT_OUTDIR`) unless
 told otherwise, so running it from a checkout never overwrites the tracked figures by
 accident; ``--update-checkout`` regenerates them on purpose. The training figure runs the example
-``examples/train_digits.py`` (a few minutes on two cores); the others take seconds.
+``examples/train_deep.py`` (about half an hour on two cores); the others take seconds.
 """
 
 from __future__ import annotations
