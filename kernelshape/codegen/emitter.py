@@ -129,8 +129,8 @@ def class_name(name: str) -> str:
 # -- the activation body --------------------------------------------------------------------
 def _safe_point(lo: float, hi: float) -> float:
     """A point inside the piece ``(lo, hi)`` where its branch is certainly finite."""
-    if lo == hi:       # a tail that holds only at u = +-inf: its asymptote is finite anywhere
-        return 0.0
+    if lo == hi or (math.isinf(lo) and math.isinf(hi)):   # a tail only at u = +-inf, or
+        return 0.0                                          # the line between two of them
     if math.isinf(lo):
         return hi - 1.0
     if math.isinf(hi):

@@ -74,8 +74,8 @@ class Tail:
     @property
     def expr(self) -> sp.Expr:
         """The asymptote as a sympy expression in ``x``."""
-        return sp.Float(self.slope) * X + sp.Float(self.offset) if self.slope else \
-            sp.Float(self.offset)
+        slope = X if self.slope == 1.0 else sp.Float(self.slope) * X
+        return (slope if self.slope else 0) + sp.Float(self.offset)
 
 
 def _is_linear(expr: sp.Expr) -> bool:
@@ -104,8 +104,8 @@ def _agrees(f, f1, slope, offset, u) -> bool:
 
 def _nice_up(value: float) -> float:
     """``value`` rounded up to two significant digits (readable thresholds in the code)."""
-    step = 10.0 ** (math.floor(math.log10(value)) - 1)
-    return math.ceil(value / step) * step
+    exponent = math.floor(math.log10(value)) - 1
+    return float(f"{math.ceil(value / 10.0 ** exponent)}e{exponent}")
 
 
 @functools.lru_cache(maxsize=256)
@@ -164,27 +164,22 @@ def find_tail(branch: sp.Expr, side: int, edge: float) -> Tail | None:
 
 def _asymptote(f, f1, side):
     """(slope, offset) as float64 values (in mpmath) read off far out, or None."""
-    far = side * mpmath.mpf(_BIG)
-    try:
-        value, slope = f(far), f1(far)
-    except (ArithmeticError, ValueError, TypeError):
-        return None
-    if not (isinstance(value, mpmath.mpf) and isinstance(slope, mpmath.mpf)):
-        return None
-    if abs(value) <= _BIG and abs(slope * far) <= _EPS * max(abs(value), 1):
-        return mpmath.mpf(0), mpmath.mpf(float(value))      # a constant L
-    if not (0 < abs(slope) <= _BIG):
-        return None
-    slope = mpmath.mpf(float(slope))
-    mid = side * mpmath.mpf(10) ** 30
-    with mpmath.workdps(_DPS + 40):        # f(u) - D u cancels 30 digits at u = 1e30
+    far, mid = side * mpmath.mpf(_BIG), side * mpmath.mpf(10) ** 30
+    # f(u) - D u cancels 30 digits at u = 1e30, hence 40 more; D itself, not D rounded:
+    # (D - float(D)) u would swamp c.
+    with mpmath.workdps(_DPS + 40):
         try:
+            value, slope = f(far), f1(far)
             offset = f(mid) - slope * mid
         except (ArithmeticError, ValueError, TypeError):
             return None
-    if not isinstance(offset, mpmath.mpf) or abs(offset) > _BIG:
+    if not all(isinstance(v, mpmath.mpf) for v in (value, slope, offset)):
         return None
-    return slope, mpmath.mpf(float(offset))
+    if abs(value) <= _BIG and abs(slope * far) <= _EPS * max(abs(value), 1):
+        return mpmath.mpf(0), mpmath.mpf(float(value))      # a constant L
+    if not (0 < abs(slope) <= _BIG and abs(offset) <= _BIG):
+        return None
+    return mpmath.mpf(float(slope)), mpmath.mpf(float(offset))
 
 
 def with_tails(branches, pieces):
