@@ -257,3 +257,39 @@ def test_limits_table_is_sympys(name):
                 assert got.has(sp.AccumBounds)   # sympy's "oscillates, no limit"
             else:
                 assert abs(sp.N(got - want, 30)) < 1e-25 if want.is_finite else got == want
+
+
+@pytest.mark.parametrize("target", codegen.TARGETS)
+def test_nan_input_gives_nan_through_every_piece_layout(target):
+    """The unmasked piece is a varying one, so NaN never lands on a constant tail."""
+    for name in ("tanh", "softsign", "gelu", "x/sqrt(x**2 + 1e64)"):
+        _, t = transforms(name)[-1]
+        module = codegen.load(t, target, name="act")
+        for dtype in DTYPES:
+            values, _ = evaluate(target, module, "act", np.array([np.nan, 1.0, np.inf]), dtype)
+            assert np.isnan(values[0]) and np.isfinite(values[1]), (name, dtype, values)
+
+
+def test_emitted_text_uses_hypot_and_tails():
+    _, t = transforms("bentid")[-1]
+    numpy_src, torch_src = (codegen.emit(t, target).split("def _orthogonal")[0]
+                            for target in ("numpy", "torch"))
+    assert "np.hypot(" in numpy_src and "np.sqrt(" not in numpy_src
+    assert "_hypot(" in torch_src and "def _hypot(" in torch_src
+    assert "**3" not in numpy_src   # the derivative goes through u / hypot(u, c)
+    assert "u <= -48000000.0" in numpy_src and "u > 28000000.0" in numpy_src   # the tails
+    _, t = transforms("x/sqrt(x**2 + 1e64)")[-1]
+    assert 'u == float("inf")' in codegen.emit(t, "jax")   # tails only at +-inf
+
+
+def test_emitted_files_with_every_piece_layout_pass_ruff(tmp_path):
+    import subprocess
+    import sys
+    paths = []
+    for name in ("tanh", "softsign", "x/sqrt(x**2 + 1e64)"):
+        _, t = transforms(name)[-1]
+        for target in codegen.TARGETS:
+            paths.append(codegen.write(t, target, tmp_path / f"{len(paths)}.py", name="act"))
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", *paths],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr

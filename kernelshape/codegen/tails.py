@@ -73,7 +73,12 @@ class Tail:
 
     @property
     def expr(self) -> sp.Expr:
-        """The asymptote as a sympy expression in ``x``."""
+        """The asymptote as a sympy expression in ``x``.
+
+        Example:
+            >>> Tail(1, 40.0, 1.5, -0.5).expr
+            1.5*x - 0.5
+        """
         slope = X if self.slope == 1.0 else sp.Float(self.slope) * X
         return (slope if self.slope else 0) + sp.Float(self.offset)
 
@@ -123,7 +128,9 @@ def find_tail(branch: sp.Expr, side: int, edge: float) -> Tail | None:
 
     Example:
         >>> find_tail(sp.tanh(X), 1, -math.inf)
-        Tail(side=1, start=20.0, slope=0.0, offset=1.0)
+        Tail(side=1, start=21.0, slope=0.0, offset=1.0)
+        >>> find_tail(sp.sin(X), 1, -math.inf) is None      # no limit: no tail
+        True
     """
     if _is_linear(branch):
         return None
@@ -194,6 +201,13 @@ def with_tails(branches, pieces):
         ``(branches, pieces)``: the tails' asymptotes appended to ``branches``, and pieces
         where a tail takes over ``(-inf, -start]`` / ``(start, inf)``. A tail that holds
         only at infinity is the piece ``(-inf, -inf)`` / ``(inf, inf)``.
+
+    Example:
+        >>> from kernelshape import activation
+        >>> swish = activation("swish")
+        >>> branches, pieces = with_tails(swish.branches, swish.pieces)
+        >>> [(p.lo, p.hi, branches[p.branch]) for p in pieces]     # doctest: +ELLIPSIS
+        [(-inf, -760.0, 0.0), (-760.0, 40.0, x/(1 + exp(-x))), (40.0, inf, x)]
     """
     branches, pieces = list(branches), list(pieces)
     for side in (-1, 1):
