@@ -293,3 +293,26 @@ def test_emitted_files_with_every_piece_layout_pass_ruff(tmp_path):
     result = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", *paths],
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("target", codegen.TARGETS)
+def test_the_cases_reported_in_issue_14(target):
+    """The issue's numbers, for dks on mlp(50) (the catalogue above covers them too)."""
+    def run(name, x, dtype):
+        t = dict(transforms(name))["dks"]
+        module = codegen.load(t, target, name="act")
+        return evaluate(target, module, "act", np.array(x), dtype)
+
+    _, grads = run("gelu", [-1e20, 1e20], np.float32)         # was NaN
+    assert grads[0] == 0.0 and grads[1] == pytest.approx(1.4273, abs=1e-4)
+    _, grads = run("gelu", [-1e300, 1e300], np.float64)       # was NaN
+    assert grads[0] == 0.0 and grads[1] == pytest.approx(1.4273, abs=1e-4)
+    values, grads = run("bentid", [-1e30, 1e30], np.float32)  # was inf, and 0.9586
+    np.testing.assert_allclose(values, [-4.793e29, 1.4379e30], rtol=1e-4)
+    np.testing.assert_allclose(grads, [0.47931, 1.4379], rtol=1e-4)
+    values, _ = run("bentid", [-1e155, 1e155, 1e300], np.float64)   # was wrong from 1e155
+    np.testing.assert_allclose(values, [-4.793e154, 1.4379e155, 1.4379e300], rtol=1e-4)
+    for name in ("swish", "softsign", "gelu", "gelu_exact", "mish", "bentid"):   # were NaN
+        for dtype in DTYPES:
+            values, grads = run(name, [-np.inf, np.inf], dtype)
+            assert not np.any(np.isnan(values)) and not np.any(np.isnan(grads)), name
