@@ -316,3 +316,12 @@ def test_the_cases_reported_in_issue_14(target):
         for dtype in DTYPES:
             values, grads = run(name, [-np.inf, np.inf], dtype)
             assert not np.any(np.isnan(values)) and not np.any(np.isnan(grads)), name
+
+
+@pytest.mark.xfail(strict=True, reason="no tail found: mpmath cannot evaluate tanh(exp(u)) "
+                   "near u = 1.8e308 (OverflowError), so u = inf meets sech(inf)**2 * inf")
+def test_known_limit_tail_needs_mpmath_at_the_largest_float():
+    t = Transform("dks", ks.activation("tanh(exp(x))"), HAND, {}, "mlp", ())
+    _, grads = evaluate("torch", codegen.load(t, "torch", name="act"), "act",
+                        np.array([-np.inf]), np.float64)    # x = -inf is u = +inf
+    assert grads[0] == 0.0
