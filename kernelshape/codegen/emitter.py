@@ -135,7 +135,9 @@ def _safe_point(lo: float, hi: float) -> float:
         return hi - 1.0
     if math.isinf(hi):
         return lo + 1.0
-    return 0.5 * (lo + hi)
+    mid = 0.5 * (lo + hi)
+    short = float(f"{mid:.2g}")      # -1.8, not -1.7999999999999998, in the emitted text
+    return short if lo < short < hi else mid
 
 
 def _bound(value: float) -> str:
