@@ -10,8 +10,10 @@ Each emitted module imports only its framework (NumPy may add ``scipy.special`` 
 
 - the transformed activation ``phi_hat(x) = output_scale * (phi(u) + output_shift)``,
   ``u = input_scale * x + input_shift``, with stable rewrites (softplus through logaddexp,
-  sigmoid, expm1, log1p, erfc) and "double where" pieces, so values and gradients are finite
-  for every finite input; NumPy adds ``<name>_grad``, PyTorch an ``nn.Module`` class;
+  sigmoid, expm1, log1p, erfc, hypot), "double where" pieces, and far out each outer branch
+  swapped for its exact asymptote (:mod:`kernelshape.codegen.tails`), so values and
+  gradients are right up to the largest float and take their limits at ``+-inf``, in float32
+  and float64; NumPy adds ``<name>_grad``, PyTorch an ``nn.Module`` class;
 - the scaled uniform orthogonal (SUO) initializer with Delta initialization for
   convolutions in the framework's weight layout (NumPy ``(in, out)`` /
   ``(*kernel, in, out)``; JAX the same, flax-style ``init(key, shape, dtype)``; PyTorch

@@ -29,6 +29,7 @@ import sympy as sp
 from ..errors import CodegenError
 from ..parsing import X
 from .printer import TargetPrinter, stable_form
+from .tails import with_tails
 
 __all__ = ["Target", "check_name", "class_name", "docstring_text", "emit_module"]
 
@@ -128,11 +129,33 @@ def class_name(name: str) -> str:
 # -- the activation body --------------------------------------------------------------------
 def _safe_point(lo: float, hi: float) -> float:
     """A point inside the piece ``(lo, hi)`` where its branch is certainly finite."""
+    if lo == hi or (math.isinf(lo) and math.isinf(hi)):   # a tail only at u = +-inf, or
+        return 0.0                                          # the line between two of them
     if math.isinf(lo):
         return hi - 1.0
     if math.isinf(hi):
         return lo + 1.0
-    return 0.5 * (lo + hi)
+    mid = 0.5 * (lo + hi)
+    short = float(f"{mid:.2g}")      # -1.8, not -1.7999999999999998, in the emitted text
+    return short if lo < short < hi else mid
+
+
+def _bound(value: float) -> str:
+    # inf has no literal; float("inf") needs no import and compares in every dtype.
+    return _num(value) if math.isfinite(value) else f'float("{value}")'
+
+
+def _mask(piece, pieces) -> str:
+    """``u`` in ``piece``; the pieces' masks are disjoint and miss NaN."""
+    if piece.lo == piece.hi:
+        return f"u == {_bound(piece.lo)}"
+    at_inf = {p.lo for p in pieces if p.lo == p.hi}
+    cond = []
+    if math.isfinite(piece.lo) or piece.lo in at_inf:
+        cond.append(f"u > {_bound(piece.lo)}")
+    if math.isfinite(piece.hi) or piece.hi in at_inf:
+        cond.append(f"u {'<=' if math.isfinite(piece.hi) else '<'} {_bound(piece.hi)}")
+    return " & ".join(f"({c})" for c in cond) if len(cond) > 1 else cond[0]
 
 
 def _print_expr(printer: TargetPrinter, expr: sp.Expr, var: str) -> str:
@@ -142,7 +165,11 @@ def _print_expr(printer: TargetPrinter, expr: sp.Expr, var: str) -> str:
 
 
 def _body_lines(target: Target, branches, pieces) -> list[str]:
-    """Lines computing ``y = phi(u)`` from ``u``, piece by piece (double where)."""
+    """Lines computing ``y = phi(u)`` from ``u``, piece by piece (double where).
+
+    Every piece but one gets a mask; the remaining piece takes everything else, NaN
+    included, so it is a piece whose branch varies (a NaN input then gives NaN).
+    """
     printer = target.printer()
     where = target.where.format
     exprs = [stable_form(branches[p.branch]) for p in pieces]
@@ -158,21 +185,19 @@ def _body_lines(target: Target, branches, pieces) -> list[str]:
 
     if len(pieces) == 1:
         return [f"y = {text(0, 'u')}"]
-    lines, masks = [], []
-    for k, piece in enumerate(pieces[:-1]):
-        cond = [f"u > {_num(piece.lo)}"] if k else []
-        cond.append(f"u <= {_num(piece.hi)}")
-        lines.append(f"m{k} = " + " & ".join(f"({c})" if len(cond) > 1 else c for c in cond))
+    rest = max((k for k in range(len(pieces)) if varies[k]), default=len(pieces) - 1)
+    masked = [k for k in range(len(pieces)) if k != rest]
+    lines = []
+    for k in masked:
+        lines.append(f"m{k} = {_mask(pieces[k], pieces)}")
         if varies[k]:
-            safe = _num(_safe_point(piece.lo, piece.hi))
+            safe = _num(_safe_point(pieces[k].lo, pieces[k].hi))
             lines.append(f"u{k} = {where(f'm{k}', 'u', safe)}")
-        masks.append(f"m{k}")
-    last = len(pieces) - 1
-    if varies[last]:
-        safe = _num(_safe_point(pieces[-1].lo, pieces[-1].hi))
-        lines.append(f"u{last} = {where(' | '.join(masks), safe, 'u')}")
-    out = text(last, f"u{last}")
-    for k in reversed(range(last)):
+    if varies[rest]:
+        safe = _num(_safe_point(pieces[rest].lo, pieces[rest].hi))
+        lines.append(f"u{rest} = {where(' | '.join(f'm{k}' for k in masked), safe, 'u')}")
+    out = text(rest, f"u{rest}")
+    for k in reversed(masked):
         out = where(f"m{k}", text(k, f"u{k}"), out)
     lines.append(f"y = {out}")
     return lines
@@ -197,10 +222,11 @@ def _output_text(d: float, g: float) -> str:
 def _function_source(target: Target, name: str, act, *, order: int, what: str) -> str:
     base = act.base
     a, b, d, g = (float(v) for v in act.affine_params)
-    branches = base.branches
+    # Far out, outer branches become their exact asymptotes (finite forms, right limits).
+    branches, pieces = with_tails(base.branches, base.pieces)
     if order:
         branches = tuple(sp.diff(stable_form(br), X) for br in branches)
-    lines = [f"u = {_affine_text(a, b)}", *_body_lines(target, branches, base.pieces)]
+    lines = [f"u = {_affine_text(a, b)}", *_body_lines(target, branches, pieces)]
     lines.append(f"return {_affine_text(g * a, 0.0, 'y')}" if order
                  else f"return {_output_text(d, g)}")
     doc = (f'    """{docstring_text(what)}\n\n'

@@ -13,7 +13,16 @@ from __future__ import annotations
 import sympy as sp
 
 from .emitter import Target
-from .printer import Erfc, Expm1, Log1p, Sigmoid, Softplus, TargetPrinter
+from .printer import (
+    Erfc,
+    Expm1,
+    Hypot,
+    HypotRatio,
+    Log1p,
+    Sigmoid,
+    Softplus,
+    TargetPrinter,
+)
 
 __all__ = ["FUNCTIONS", "TARGET", "JaxPrinter"]
 
@@ -43,6 +52,8 @@ FUNCTIONS = {
     sp.Min: "jnp.minimum({0}, {1})",
     Softplus: "jnp.logaddexp({0}, 0.0)",
     Sigmoid: "jax.nn.sigmoid({0})",
+    Hypot: "jnp.hypot({0}, {1})",
+    HypotRatio: "({0} / jnp.hypot({0}, {1}))",
     Expm1: "jnp.expm1({0})",
     Log1p: "jnp.log1p({0})",
 }

@@ -14,7 +14,16 @@ from __future__ import annotations
 import sympy as sp
 
 from .emitter import Target
-from .printer import Erfc, Expm1, Log1p, Sigmoid, Softplus, TargetPrinter
+from .printer import (
+    Erfc,
+    Expm1,
+    Hypot,
+    HypotRatio,
+    Log1p,
+    Sigmoid,
+    Softplus,
+    TargetPrinter,
+)
 
 __all__ = ["FUNCTIONS", "TARGET", "NumpyPrinter"]
 
@@ -44,6 +53,8 @@ FUNCTIONS = {
     sp.Min: "np.minimum({0}, {1})",
     Softplus: "np.logaddexp(0.0, {0})",
     Sigmoid: "_sigmoid({0})",
+    Hypot: "np.hypot({0}, {1})",
+    HypotRatio: "({0} / np.hypot({0}, {1}))",
     Expm1: "np.expm1({0})",
     Log1p: "np.log1p({0})",
 }

@@ -5,8 +5,11 @@ Two steps, shared by every target:
 1. :func:`stable_form` rewrites the sympy expression into numerically stable building blocks
    (``log(1 + exp(f))`` -> ``softplus(f)``, ``1 / (1 + exp(f))`` -> ``sigmoid(-f)``,
    ``c exp(f) - c`` -> ``c expm1(f)``, ``1 + tanh(f)`` -> ``2 sigmoid(2 f)``,
-   ``1 + erf(f)`` -> ``erfc(-f)``, ``log(1 + f)`` -> ``log1p(f)``) and folds every constant
-   subexpression (``sqrt(2/pi)``, rationals) into one float.
+   ``1 + erf(f)`` -> ``erfc(-f)``, ``log(1 + f)`` -> ``log1p(f)``,
+   ``sqrt(c1 f**2 + c0)`` -> ``sqrt(c1) hypot(f, sqrt(c0 / c1))``, which does not overflow
+   while ``f**2`` would) and folds every constant subexpression (``sqrt(2/pi)``, rationals)
+   into one float. Far from 0 the emitter also swaps outer branches for their exact
+   asymptotes (:mod:`kernelshape.codegen.tails`).
 2. :class:`TargetPrinter`, a subclass of sympy's :class:`~sympy.printing.str.StrPrinter`
    (which supplies operator precedence), prints the result. A target is a subclass that sets
    ``target`` and ``functions``, the whole mapping from sympy function classes to code
@@ -35,7 +38,8 @@ from ..parsing import as_sympy
 _POW = PRECEDENCE["Pow"]
 _MUL = PRECEDENCE["Mul"]
 
-__all__ = ["Erfc", "Expm1", "Log1p", "Sigmoid", "Softplus", "TargetPrinter", "stable_form"]
+__all__ = ["Erfc", "Expm1", "Hypot", "HypotRatio", "Log1p", "Sigmoid", "Softplus", "TargetPrinter",
+           "stable_form"]
 
 
 class Softplus(sp.Function):
@@ -81,6 +85,29 @@ class Erfc(sp.Function):
 
     def fdiff(self, argindex=1):
         return -2 * sp.exp(-self.args[0] ** 2) / sp.sqrt(sp.pi)
+
+
+class Hypot(sp.Function):
+    """``sqrt(x**2 + c**2)`` for a constant ``c > 0``, without overflow of ``x**2``."""
+
+    nargs = 2
+
+    def fdiff(self, argindex=1):
+        if argindex != 1:   # the second argument is a constant (see _rewrite_sqrt)
+            raise sp.ArgumentIndexError(self, argindex)
+        return HypotRatio(*self.args)
+
+
+class HypotRatio(sp.Function):
+    """``x / hypot(x, c)``, in [-1, 1]: derivatives keep it whole, so ``x**2 / hypot**3``
+    (inf / inf for large x) never appears."""
+
+    nargs = 2
+
+    def fdiff(self, argindex=1):
+        if argindex != 1:
+            raise sp.ArgumentIndexError(self, argindex)
+        return self.args[1] ** 2 / Hypot(*self.args) ** 3
 
 
 def _fold_constants(expr: sp.Expr) -> sp.Expr:
@@ -141,6 +168,18 @@ def _one_plus(expr):
     return None
 
 
+def _rewrite_sqrt(expr: sp.Pow) -> sp.Expr:
+    """``(c1 f**2 + c0)**(+-1/2)`` with constants c0, c1 > 0 -> through :class:`Hypot`."""
+    if not (isinstance(expr.base, sp.Add) and abs(expr.exp) == sp.S.Half):
+        return expr
+    c0, rest = expr.base.as_coeff_Add()
+    c1, square = rest.as_coeff_Mul()
+    if not (c0.is_positive and c1.is_positive and isinstance(square, sp.Pow)
+            and square.exp == 2 and square.base.free_symbols):
+        return expr
+    return (sp.sqrt(c1) * Hypot(square.base, sp.sqrt(c0 / c1))) ** (2 * expr.exp)
+
+
 def _rewrite(expr: sp.Expr) -> sp.Expr:
     if expr.is_Atom:
         return expr
@@ -153,6 +192,8 @@ def _rewrite(expr: sp.Expr) -> sp.Expr:
             return Softplus(inner.args[0])
         if inner is not None:
             return Log1p(inner)
+    if isinstance(expr, sp.Pow) and expr.exp.is_Rational and expr.exp.q == 2:
+        return _rewrite_sqrt(expr)
     if isinstance(expr, sp.Pow) and expr.exp.is_Integer and expr.exp < 0:
         inner = _one_plus(expr.base)
         if isinstance(inner, sp.exp):   # (1 + exp(f))^-n = sigmoid(-f)^n
@@ -238,7 +279,9 @@ class TargetPrinter(StrPrinter):
         return repr(float(expr))
 
     def _print_Integer(self, expr):
-        return str(int(expr))
+        # Past 2**53 an integer is no more exact than a float, and a Python int that large
+        # overflows framework calls (torch.full_like(u, 10**40)).
+        return str(int(expr)) if abs(expr) <= 2**53 else self._print_Float(expr)
 
     def _print_NumberSymbol(self, expr):
         return repr(float(expr))

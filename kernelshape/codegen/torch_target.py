@@ -15,7 +15,16 @@ from __future__ import annotations
 import sympy as sp
 
 from .emitter import Target
-from .printer import Erfc, Expm1, Log1p, Sigmoid, Softplus, TargetPrinter
+from .printer import (
+    Erfc,
+    Expm1,
+    Hypot,
+    HypotRatio,
+    Log1p,
+    Sigmoid,
+    Softplus,
+    TargetPrinter,
+)
 
 __all__ = ["FUNCTIONS", "TARGET", "TorchPrinter"]
 
@@ -55,6 +64,8 @@ FUNCTIONS = {
     sp.Min: _clamp("max"),
     Softplus: "torch.logaddexp({0}, torch.zeros_like({0}))",
     Sigmoid: "torch.sigmoid({0})",
+    Hypot: "_hypot({0}, {1})",
+    HypotRatio: "({0} / _hypot({0}, {1}))",
     Expm1: "torch.expm1({0})",
     Log1p: "torch.log1p({0})",
 }
@@ -75,6 +86,12 @@ def _module_class(function: str, cls: str, doc: str) -> str:
         return {function}(x)
 '''
 
+
+_HYPOT = '''
+def _hypot(a, c):
+    # torch.hypot takes two tensors; c is a constant.
+    return torch.hypot(a, torch.full_like(a, c))
+'''
 
 _SUPPORT = '''
 def _orthogonal(n_in, n_out, *, generator, dtype, device):
@@ -184,7 +201,7 @@ TARGET = Target(
     printer=TorchPrinter,
     imports=("import torch",),
     extra_imports={},
-    helpers={},
+    helpers={"_hypot": _HYPOT},
     where="torch.where({0}, {1}, {2})",
     full_like="torch.full_like({0}, {1})",
     support=_SUPPORT,
