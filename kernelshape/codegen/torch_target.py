@@ -69,7 +69,7 @@ class TorchPrinter(TargetPrinter):
 
 def _module_class(function: str, cls: str, doc: str) -> str:
     return f'''class {cls}(torch.nn.Module):
-    """{doc}"""
+    {doc}
 
     def forward(self, x):
         return {function}(x)
