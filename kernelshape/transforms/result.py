@@ -97,27 +97,6 @@ class Transform:
         p = {k: self.params.get(k, d) for k, d in zip(PARAM_KEYS, (1.0, 0.0, 0.0, 1.0))}
         return base.affine(*(p[k] for k in PARAM_KEYS))
 
-    # -- code generation (thin forwards to kernelshape.codegen) ---------------------------
-    def emit(self, target: str, *, name: str | None = None) -> str:
-        """Standalone source for ``target`` ("numpy", "jax", "torch"); see codegen.emit."""
-        from .. import codegen
-        return codegen.emit(self, target, name=name)
-
-    def as_numpy(self):
-        """The transformed activation as a NumPy function (from the generated code)."""
-        from .. import codegen
-        return codegen.as_numpy(self)
-
-    def as_jax(self):
-        """The transformed activation as a JAX function (jit-, grad- and vmap-able)."""
-        from .. import codegen
-        return codegen.as_jax(self)
-
-    def as_torch(self):
-        """The transformed activation as a ``torch.nn.Module`` instance."""
-        from .. import codegen
-        return codegen.as_torch(self)
-
     @property
     def max_residual(self) -> float:
         """Largest ``|achieved - target|`` over the conditions."""
