@@ -50,8 +50,13 @@ class Residual:
 
     @property
     def difference(self) -> float:
-        """``|achieved - target|``."""
-        return abs(float(self.achieved) - float(self.target))
+        """``|achieved - target|``, subtracted exactly before rounding to a float: for
+        mpmath values the difference keeps its size (1e-45 does not become 0 or 1e-16)."""
+        a, t = self.achieved, self.target
+        if hasattr(a, "_mpf_") or hasattr(t, "_mpf_"):
+            # mpmath rounds the exact difference once (mpf(a) would round a first)
+            return float(abs(a - t))
+        return abs(float(a) - float(t))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,7 +135,8 @@ class Transform:
     def to_dict(self) -> dict:
         """A JSON-safe dict: numbers as floats, or, when ``digits`` is set, mpmath numbers as
         decimal strings holding every digit (at least ``digits + 10`` significant digits,
-        and all the value's binary digits: the string reads back as the same number)."""
+        and enough for the value's binary digits: read at the value's precision, the
+        string gives back the same number)."""
         enc = functools.partial(_encode, digits=self.digits) if self.digits else float
         return {
             "method": self.method,
