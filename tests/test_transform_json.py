@@ -304,3 +304,14 @@ def test_cli_solve_prints_every_digit(capsys):
     assert all(_significant(v) >= 50 for v in data["params"].values())   # before: 20
     back = Transform.from_dict(data)
     assert back.digits == 40 and back.max_residual <= 1e-35
+
+
+def test_generated_header_states_every_digit(docs):
+    import ast
+
+    from kernelshape import codegen
+    t = docs[1]["digits"]
+    doc = ast.get_docstring(ast.parse(codegen.emit(t, "numpy")))
+    assert "Precision of the solve: 40 digits" in doc
+    for key, value in t.params.items():   # before: 17 digits of each
+        assert f"{key} = {mpmath.nstr(value, 40, strip_zeros=False)}" in doc

@@ -294,6 +294,7 @@ def _header(transform, target: Target, name: str, version: str, needs: str,
     act = transform.activation
     base = act.base
     a, b, d, g = (float(v) for v in act.affine_params)
+    digits = transform.digits
     label = display_name(base.name) if base.name else "custom activation"
     rows = [
         (f"{_method_label(transform)}-transformed {label} for {target.framework}, "
@@ -309,12 +310,17 @@ def _header(transform, target: Target, name: str, version: str, needs: str,
         f"Method: {display_name(transform.method)}",
         f"Network: {transform.network}",
         "Targets:",
-        *(f"    {k} = {_fmt(v)}" for k, v in transform.targets.items()),
+        *(f"    {k} = {_fmt(v, digits)}" for k, v in transform.targets.items()),
         "Parameters (dks names; the affine ones as applied):",
         *(f"    {k} = {_num(v)}" for k, v in zip(_AFFINE_KEYS, (a, b, d, g))),
-        *(f"    {k} = {_fmt(v)}" for k, v in transform.params.items() if k not in _AFFINE_KEYS),
+        *(f"    {k} = {_fmt(v, digits)}" for k, v in transform.params.items()
+          if k not in _AFFINE_KEYS),
+        *([f"Solved to {digits} digits (the code applies them rounded to float64):",
+           *(f"    {k} = {_fmt(v, digits)}" for k, v in transform.params.items())]
+          if digits else []),
         "Conditions (target -> achieved, |difference|):",
-        *(f"    {r.condition}: {_fmt(r.target)} -> {_fmt(r.achieved)}, {r.difference:.3e}"
+        *(f"    {r.condition}: {_fmt(r.target, digits)} -> {_fmt(r.achieved, digits)}, "
+          f"{r.difference:.3e}"
           for r in transform.residuals),
         "Precision of the solve: "
         + (f"{transform.digits} digits" if transform.digits else "float64"),
@@ -329,8 +335,12 @@ def _header(transform, target: Target, name: str, version: str, needs: str,
     return docstring_literal("\n".join(row.rstrip() for row in rows) + "\n") + "\n"
 
 
-def _fmt(v) -> str:
-    """A value for the header text (never code): a float when it is one, else its repr."""
+def _fmt(v, digits=None) -> str:
+    """A value for the header text (never code): an mpmath number with the ``digits`` the
+    solve carries, a float as its shortest repr, anything else as its repr."""
+    if digits and hasattr(v, "_mpf_"):
+        import mpmath
+        return mpmath.nstr(v, digits, strip_zeros=False)
     try:
         return repr(float(v))
     except (TypeError, ValueError, OverflowError):
