@@ -34,6 +34,9 @@ def docs():
         "dks": ks.dks(ks.activation("tanh"), network=ks.mlp(10)),
         "tat": ks.tat(ks.activation("softplus"), network=ks.mlp(10), tau=0.3),
         "leaky": ks.tat(ks.activation("leaky_relu"), network=ks.mlp(50), eta=0.9),
+        "leaky-dks": ks.dks(ks.activation("leaky_relu"), network=ks.mlp(10)),
+        "leaky-digits": ks.tat(ks.activation("leaky_relu"),
+                               network=ks.resnet(50, shortcut_weight=0.5), eta=0.9, digits=30),
         "digits": ks.dks(ks.activation("tanh"), network=ks.mlp(10), digits=40),
     }
     return {k: json.loads(json.dumps(t.to_dict())) for k, t in solved.items()}, solved
@@ -208,7 +211,8 @@ def test_srepr_payload_never_runs(tmp_path, docs):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("kind", ["dks", "tat", "leaky", "digits"])
+@pytest.mark.parametrize("kind", ["dks", "tat", "leaky", "leaky-dks", "leaky-digits",
+                                  "digits"])
 def test_real_documents_load_with_residuals_re_evaluated(kind, docs):
     doc, solved = docs[0][kind], docs[1][kind]
     back = Transform.from_dict(copy.deepcopy(doc))

@@ -28,9 +28,13 @@ from collections.abc import Mapping
 import mpmath
 import sympy as sp
 
+from .. import networks
 from ..activations import Activation
 from ..errors import DocumentError, ExpressionError, KernelShapeError
 from ..parsing import parse_expression, parse_srepr
+from ._leaky import leaky_residuals
+from ._precise import residuals_mp
+from .dks import residuals_float
 from .result import PARAM_KEYS
 
 __all__ = ["MAX_DOCUMENT_DIGITS", "read_document"]
@@ -268,15 +272,12 @@ def _stored_residuals(value, conditions, digits):
 
 def _reevaluate(base, params, conditions, digits, network):
     """Every condition evaluated afresh from the parameters (never read from the document)."""
-    from ._leaky import leaky_residuals
     try:
         if "negative_slope" in base.free:
             net = _network(network) if "M(0)" in conditions else None
             return leaky_residuals(params, conditions, digits, net=net)
         if digits:
-            from ._precise import residuals_mp
             return residuals_mp(base, params, conditions, digits)
-        from .dks import residuals_float
         return residuals_float(base, params, conditions)
     except DocumentError:
         raise
@@ -302,7 +303,6 @@ def _network(text):
     """The network a leaky TAT's M(0) condition needs, rebuilt from its description when it
     is a call of :func:`~kernelshape.networks.mlp` or ``resnet`` with literal arguments (read
     with :mod:`ast`, never evaluated)."""
-    from .. import networks
     families = {"mlp": networks.mlp, "resnet": networks.resnet}
     try:
         node = ast.parse(text, mode="eval").body
