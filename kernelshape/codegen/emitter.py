@@ -137,7 +137,8 @@ def docstring_literal(text, indent: str = "") -> str:
     """A triple-quoted string literal whose value is exactly ``text``.
 
     Lines after the first are indented by ``indent`` (the indentation is part of the
-    docstring, as Python's ``inspect.cleandoc`` expects). The literal is read back with
+    docstring, as Python's ``inspect.cleandoc`` expects), and so are the closing quotes
+    after a final newline. The literal is read back with
     :func:`ast.literal_eval` before it is returned: should escaping ever miss a case, code
     generation stops instead of emitting text that could end the string.
 
@@ -152,6 +153,8 @@ def docstring_literal(text, indent: str = "") -> str:
     text = str(text)
     lines = text.split("\n")
     body = "\n".join([lines[0], *((indent + line) if line else "" for line in lines[1:])])
+    if len(lines) > 1 and not lines[-1]:
+        body += indent   # the closing quotes line up with the code
     literal = f'"""{docstring_text(body)}"""'
     try:
         ok = ast.literal_eval(literal) == body
