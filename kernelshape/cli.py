@@ -356,9 +356,11 @@ def _output_dir(path: str | Path) -> Path:
 def _print_transform(t):
     prec = f"{t.digits} digits" if t.digits else "float64"
     print(f"{t.method.upper()} for phi(x) = {t.base.expr} on {t.network}  ({prec})")
-    print("targets: " + ", ".join(f"{k} = {_fmt(v)}" for k, v in t.targets.items()))
-    print(_table([[k, _fmt(v)] for k, v in t.params.items()], ["parameter", "value"]))
-    print(_table([[r.condition, _fmt(r.target), _fmt(r.achieved), f"{r.difference:.2e}"]
+    # every digit the solve carries (mpf values print t.digits significant digits)
+    d = t.digits
+    print("targets: " + ", ".join(f"{k} = {_fmt(v, d)}" for k, v in t.targets.items()))
+    print(_table([[k, _fmt(v, d)] for k, v in t.params.items()], ["parameter", "value"]))
+    print(_table([[r.condition, _fmt(r.target, d), _fmt(r.achieved, d), f"{r.difference:.2e}"]
                   for r in t.residuals], ["condition", "target", "achieved", "|difference|"]))
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "PrecisionError",
     "NetworkError",
     "TransformError",
+    "DocumentError",
     "UnreachableTargetError",
     "ConvergenceError",
     "UnsupportedError",
@@ -73,6 +74,19 @@ class NetworkError(KernelShapeError, ValueError):
 
 class TransformError(KernelShapeError, ValueError):
     """A transform that cannot be computed as asked (bad target, unsupported activation)."""
+
+
+class DocumentError(TransformError):
+    """A Transform document (``Transform.from_dict``, JSON) that breaks the schema or whose
+    stored claims the re-evaluation does not confirm; ``key`` names the offending entry
+    (``"params.input_scale"``, ``"residuals[2].achieved"``, ...)."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(f"Transform document, {key}: {message}")
+        self.key, self.detail = key, message
+
+    def __reduce__(self):   # picklable (multiprocessing) despite the two arguments
+        return type(self), (self.key, self.detail)
 
 
 class UnreachableTargetError(TransformError):

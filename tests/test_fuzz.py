@@ -132,7 +132,9 @@ def test_fuzz_activation_text(text, a, points):
 
 def _round_trip(text):
     from kernelshape.transforms.result import Transform
-    t = Transform("dks", ks.activation(text), {"input_scale": 1.0}, {}, "mlp(depth=1)", ())
+    params = {"input_scale": 1.0, "input_shift": 0.0, "output_shift": 0.0, "output_scale": 1.0}
+    t = Transform("dks", ks.activation(text), params, {"zeta": 1.5, "xi": 1.5},
+                  "mlp(depth=1)", ())
     return t, Transform.from_dict(t.to_dict())
 
 

@@ -13,7 +13,10 @@ PARAMS = {"input_scale": 1.25, "input_shift": -0.5, "output_shift": 0.125, "outp
 
 
 def _record(base):
-    return Transform("dks", base, dict(PARAMS), {"zeta": 1.5}, "mlp(depth=3)", ())
+    # a complete DKS document (every target the method states); from_dict evaluates its
+    # conditions afresh, so no residuals need to be stored
+    targets = {"zeta": 1.5, "q_slope": 1.0, "xi": 1.5 ** (1 / 3)}
+    return Transform("dks", base, dict(PARAMS), targets, "mlp(depth=3)", ())
 
 
 def _through_json(t):

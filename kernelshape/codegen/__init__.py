@@ -22,6 +22,12 @@ Each emitted module imports only its framework (NumPy may add ``scipy.special`` 
 - a header docstring with method, targets, network, activation, parameters, achieved
   residuals and the kernelshape version.
 
+No text a transform carries (the activation's name, its expression, the network, condition
+and parameter names, all of which a JSON document from :meth:`Transform.from_dict` can set)
+reaches the source except inside an escaped string literal that is checked to read back as
+the same text; the default function name is reduced to ``[a-z0-9_]``. A hostile name or
+document therefore never runs code when the module is emitted, loaded, written or imported.
+
 TensorFlow is not a target: it is not installed where this package is tested, and untested
 generated code is not shipped. Adding it means one more table module like
 :mod:`kernelshape.codegen.jax_target`.
@@ -38,7 +44,8 @@ import os
 import types
 
 from ..errors import CodegenError
-from .emitter import Target, check_name, class_name, emit_module
+from ..transforms.result import Transform
+from .emitter import Target, check_name, class_name, emit_module, safe_identifier
 
 __all__ = ["TARGETS", "as_jax", "as_numpy", "as_torch", "emit", "load", "write"]
 
@@ -61,18 +68,19 @@ def _check_target(target) -> Target:
 
 
 def _check_transform(transform):
-    from ..transforms.result import Transform
     if not isinstance(transform, Transform):
         raise CodegenError(
             f"expected a kernelshape Transform (from ks.dks / ks.tat), got "
             f"{type(transform).__name__}")
+    if transform.method not in ("dks", "tat"):
+        raise CodegenError(f"transform method must be 'dks' or 'tat', got {transform.method!r}")
     return transform
 
 
 def _default_name(transform) -> str:
-    base = transform.base.name
-    label = base if isinstance(base, str) and base.isidentifier() else "activation"
-    return f"{transform.method}_{label}".lower()
+    """``<method>_<activation name>``, the name reduced to a safe identifier: a name from a
+    JSON document is text, never code."""
+    return f"{transform.method}_{safe_identifier(transform.base.name)}"
 
 
 def emit(transform, target: str, *, name: str | None = None) -> str:
@@ -82,7 +90,9 @@ def emit(transform, target: str, *, name: str | None = None) -> str:
         transform: a solved :class:`~kernelshape.transforms.result.Transform`.
         target: one of :data:`TARGETS`.
         name: the activation function's name (an ASCII identifier, not a keyword, not a
-            name the module needs); default ``"<method>_<activation name>"``.
+            name the module needs); default ``"<method>_<activation name>"``, the
+            activation's name lowercased with every run of other characters than ASCII
+            letters and digits turned into ``_`` (``"activation"`` if none is left).
 
     Returns:
         The module source (deterministic: same inputs, same text).
@@ -150,7 +160,7 @@ def load(transform, target: str, *, name: str | None = None) -> types.ModuleType
 
 
 def _activation_of(transform, target, name):
-    name = _default_name(transform) if name is None else name
+    name = _default_name(_check_transform(transform)) if name is None else name
     return getattr(load(transform, target, name=name), name)
 
 
@@ -191,5 +201,5 @@ def as_torch(transform, *, name: str | None = None):
         [0.0, 3.0]
     """
     module = load(transform, "torch", name=name)
-    name = _default_name(transform) if name is None else name
+    name = _default_name(_check_transform(transform)) if name is None else name
     return getattr(module, class_name(name))()

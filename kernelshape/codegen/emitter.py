@@ -3,7 +3,11 @@
 Every target shares the same plan; only the data in its :class:`Target` differs:
 
 1. a header docstring stating method, targets, network, activation, parameters, achieved
-   residuals and the kernelshape version (all text escaped, see :func:`docstring_text`);
+   residuals and the kernelshape version. No text from the transform (activation name,
+   expression, network, condition and key names: anything a JSON document can carry)
+   reaches the source except inside a string literal built by :func:`docstring_literal`,
+   which escapes it and checks that the literal reads back as exactly that text; identifiers
+   come from :func:`safe_identifier` or are validated by :func:`check_name`;
 2. the transformed activation, ``phi_hat(x) = output_scale * (phi(u) + output_shift)`` with
    ``u = input_scale * x + input_shift`` on its own line (so sympy's canonical ordering can
    never reshuffle the affine input), and ``phi`` printed piece by piece: each analytic
@@ -18,10 +22,12 @@ The output is a pure function of its inputs: same transform, target and name, sa
 
 from __future__ import annotations
 
+import ast
 import builtins
 import dataclasses
 import keyword
 import math
+import re
 from collections.abc import Callable, Mapping
 
 import sympy as sp
@@ -31,7 +37,16 @@ from ..parsing import X
 from .printer import TargetPrinter, stable_form
 from .tails import with_tails
 
-__all__ = ["Target", "check_name", "class_name", "docstring_text", "emit_module"]
+__all__ = [
+    "Target",
+    "check_name",
+    "class_name",
+    "display_name",
+    "docstring_literal",
+    "docstring_text",
+    "emit_module",
+    "safe_identifier",
+]
 
 _AFFINE_KEYS = ("input_scale", "input_shift", "output_shift", "output_scale")
 
@@ -54,8 +69,10 @@ class Target:
         support: source of the initializer and normalization functions (standalone).
         support_names: the public names ``support`` defines.
         layout: one line describing the weight layout of the initializer.
-        wrapper: optional callable ``(function_name, class_name, docstring) -> source`` for a
-            framework object around the activation (the torch ``nn.Module``).
+        wrapper: optional callable ``(function_name, class_name, doc_literal) -> source``
+            for a framework object around the activation (the torch ``nn.Module``);
+            ``doc_literal`` is a complete, escaped string literal (:func:`docstring_literal`)
+            to paste as the class docstring.
         gradient: also emit ``<name>_grad`` printed from the symbolic derivative (for
             targets without automatic differentiation).
     """
@@ -117,8 +134,71 @@ def docstring_text(text) -> str:
     return "".join(out)
 
 
+def docstring_literal(text, indent: str = "") -> str:
+    """A triple-quoted string literal whose value is exactly ``text``.
+
+    Lines after the first are indented by ``indent`` (the indentation is part of the
+    docstring, as Python's ``inspect.cleandoc`` expects), and so are the closing quotes
+    after a final newline. The literal is read back with
+    :func:`ast.literal_eval` before it is returned: should escaping ever miss a case, code
+    generation stops instead of emitting text that could end the string.
+
+    Raises:
+        CodegenError: the literal does not read back as the text (never expected).
+
+    Example:
+        >>> text = "a " + '"' * 3 + " b"      # would end a naively pasted docstring
+        >>> ast.literal_eval(docstring_literal(text)) == text
+        True
+    """
+    text = str(text)
+    lines = text.split("\n")
+    body = "\n".join([lines[0], *((indent + line) if line else "" for line in lines[1:])])
+    if len(lines) > 1 and not lines[-1]:
+        body += indent   # the closing quotes line up with the code
+    literal = f'"""{docstring_text(body)}"""'
+    try:
+        ok = ast.literal_eval(literal) == body
+    except (SyntaxError, ValueError) as err:   # pragma: no cover - guarded above
+        raise CodegenError(f"could not quote text {text[:60]!r} as a docstring") from err
+    if not ok:   # pragma: no cover - a failed escape is a bug, never emitted
+        raise CodegenError(f"could not quote text {text[:60]!r} as a docstring")
+    return literal
+
+
+def display_name(text) -> str:
+    """How a user-given name appears in generated docs: as is when it is a plain word
+    (letters, digits, ``_ - . +``), else as its Python ``repr`` (one line, quotes shown).
+
+    Example:
+        >>> display_name("tanh"), display_name("my act")
+        ('tanh', "'my act'")
+    """
+    text = str(text)
+    return text if re.fullmatch(r"[A-Za-z0-9_.+\-]{1,80}", text) else repr(text)
+
+
+def safe_identifier(text, default: str = "activation") -> str:
+    """A lowercase ASCII identifier made from ``text``: runs of other characters become one
+    underscore; ``default`` when nothing usable is left (or ``text`` is not a string).
+
+    Example:
+        >>> safe_identifier("tanh; import os"), safe_identifier("42"), safe_identifier(None)
+        ('tanh_import_os', 'activation_42', 'activation')
+    """
+    if not isinstance(text, str):
+        return default
+    word = re.sub(r"[^a-z0-9]+", "_", text.lower())[:40].strip("_")
+    return word if word and not word[0].isdigit() else (f"{default}_{word}" if word else default)
+
+
 def _num(v) -> str:
-    return repr(float(v))
+    """A number as code: the shortest round-trip float; NaN and infinities cannot be code
+    (``nan`` is not a name in the emitted module)."""
+    value = float(v)
+    if not math.isfinite(value):
+        raise CodegenError(f"cannot emit the non-finite number {value!r} as code")
+    return repr(value)
 
 
 def class_name(name: str) -> str:
@@ -229,15 +309,12 @@ def _function_source(target: Target, name: str, act, *, order: int, what: str) -
     lines = [f"u = {_affine_text(a, b)}", *_body_lines(target, branches, pieces)]
     lines.append(f"return {_affine_text(g * a, 0.0, 'y')}" if order
                  else f"return {_output_text(d, g)}")
-    doc = (f'    """{docstring_text(what)}\n\n'
-           f"    phi(x) = {docstring_text(sp.sstr(base.expr))}\n\n"
-           "    Args:\n"
-           "        x: an array; float32 input stays float32.\n\n"
-           "    Returns:\n"
-           "        An array of the same shape and dtype.\n"
-           '    """\n')
+    doc = docstring_literal(
+        f"{what}\n\nphi(x) = {sp.sstr(base.expr)}\n\n"
+        "Args:\n    x: an array; float32 input stays float32.\n\n"
+        "Returns:\n    An array of the same shape and dtype.\n", indent="    ")
     body = "".join(f"    {line}\n" for line in lines)
-    return f"def {name}(x):\n{doc}{body}"
+    return f"def {name}(x):\n    {doc}\n{body}"
 
 
 # -- the header -----------------------------------------------------------------------------
@@ -246,9 +323,10 @@ def _header(transform, target: Target, name: str, version: str, needs: str,
     act = transform.activation
     base = act.base
     a, b, d, g = (float(v) for v in act.affine_params)
-    label = base.name or "custom activation"
+    digits = transform.digits
+    label = display_name(base.name) if base.name else "custom activation"
     rows = [
-        (f"{transform.method.upper()}-transformed {label} for {target.framework}, "
+        (f"{_method_label(transform)}-transformed {label} for {target.framework}, "
          f"generated by kernelshape {version}."),
         "",
         f"Standalone: needs only {needs} at run time. Do not edit by hand;",
@@ -258,15 +336,20 @@ def _header(transform, target: Target, name: str, version: str, needs: str,
         "    u = input_scale * x + input_shift,",
         f"    phi(x) = {sp.sstr(base.expr)}",
         "",
-        f"Method: {transform.method}",
+        f"Method: {display_name(transform.method)}",
         f"Network: {transform.network}",
         "Targets:",
-        *(f"    {k} = {_fmt(v)}" for k, v in transform.targets.items()),
+        *(f"    {k} = {_fmt(v, digits)}" for k, v in transform.targets.items()),
         "Parameters (dks names; the affine ones as applied):",
         *(f"    {k} = {_num(v)}" for k, v in zip(_AFFINE_KEYS, (a, b, d, g))),
-        *(f"    {k} = {_fmt(v)}" for k, v in transform.params.items() if k not in _AFFINE_KEYS),
+        *(f"    {k} = {_fmt(v, digits)}" for k, v in transform.params.items()
+          if k not in _AFFINE_KEYS),
+        *([f"Solved to {digits} digits (the code applies them rounded to float64):",
+           *(f"    {k} = {_fmt(v, digits)}" for k, v in transform.params.items())]
+          if digits else []),
         "Conditions (target -> achieved, |difference|):",
-        *(f"    {r.condition}: {_fmt(r.target)} -> {_fmt(r.achieved)}, {r.difference:.3e}"
+        *(f"    {r.condition}: {_fmt(r.target, digits)} -> {_fmt(r.achieved, digits)}, "
+          f"{r.difference:.3e}"
           for r in transform.residuals),
         "Precision of the solve: "
         + (f"{transform.digits} digits" if transform.digits else "float64"),
@@ -278,15 +361,24 @@ def _header(transform, target: Target, name: str, version: str, needs: str,
         "Delta: convolutions get an SUO matrix at the centre tap and zeros elsewhere",
         "(Martens et al. 2021, arXiv 2110.01765, 'Parameter distributions').",
     ]
-    text = docstring_text("\n".join(row.rstrip() for row in rows))
-    return f'"""{text}\n"""\n'
+    return docstring_literal("\n".join(row.rstrip() for row in rows) + "\n") + "\n"
 
 
-def _fmt(v) -> str:
+def _fmt(v, digits=None) -> str:
+    """A value for the header text (never code): an mpmath number with the ``digits`` the
+    solve carries, a float as its shortest repr, anything else as its repr."""
+    if digits and hasattr(v, "_mpf_"):
+        import mpmath
+        return mpmath.nstr(v, digits, strip_zeros=False)
     try:
-        return _num(v)
-    except (TypeError, ValueError):
-        return str(v)
+        return repr(float(v))
+    except (TypeError, ValueError, OverflowError):
+        return repr(v)
+
+
+def _method_label(transform) -> str:
+    method = transform.method
+    return method.upper() if method in ("dks", "tat") else display_name(method)
 
 
 # -- assembly -------------------------------------------------------------------------------
@@ -297,7 +389,8 @@ def emit_module(transform, target: Target, name: str, version: str) -> str:
         raise CodegenError(f"the transformed activation still has free parameters {act.free}")
     base = act.base
     a, b, d, g = (float(v) for v in act.affine_params)
-    label = f"{transform.method.upper()}-transformed {base.name or 'activation'}"
+    label = (f"{_method_label(transform)}-transformed "
+             f"{display_name(base.name) if base.name else 'activation'}")
     what = f"{label}: {_output_text(d, g).replace('y', 'phi(u)')}, u = {_affine_text(a, b)}."
     functions = [_function_source(target, name, act, order=0, what=what)]
     public = [name]
@@ -308,7 +401,8 @@ def emit_module(transform, target: Target, name: str, version: str) -> str:
         public.append(f"{name}_grad")
     if target.wrapper is not None:
         cls = class_name(name)
-        functions.append(target.wrapper(name, cls, f"{label} as a module (see {name})."))
+        functions.append(target.wrapper(
+            name, cls, docstring_literal(f"{label} as a module (see {name}).", indent="    ")))
         public.append(cls)
     code = "".join(functions)
     imports = list(target.imports) + sorted(

@@ -80,7 +80,7 @@ class TorchPrinter(TargetPrinter):
 
 def _module_class(function: str, cls: str, doc: str) -> str:
     return f'''class {cls}(torch.nn.Module):
-    """{doc}"""
+    {doc}
 
     def forward(self, x):
         return {function}(x)

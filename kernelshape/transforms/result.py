@@ -7,7 +7,9 @@ input_shift) + output_shift)``. It round-trips through JSON with :meth:`Transfor
 and :meth:`Transform.from_dict`; the base activation is stored as text (``expr``, sympy's
 printed form, for reading) and as ``srepr`` (every node spelled out, so floats and the tree
 come back exactly), both re-read with the safe parsers of :mod:`kernelshape.parsing`, never
-evaluated as Python.
+evaluated as Python. A ``digits=N`` transform stores every digit its numbers hold, as
+decimal strings. Reading a document validates it against a schema and evaluates every
+condition again (:mod:`kernelshape.transforms._document`).
 """
 
 from __future__ import annotations
@@ -20,8 +22,6 @@ from collections.abc import Mapping
 import sympy as sp
 
 from ..activations import Activation
-from ..errors import ExpressionError, TransformError
-from ..parsing import parse_expression, parse_srepr
 
 __all__ = ["PARAM_KEYS", "Residual", "Transform"]
 
@@ -50,8 +50,13 @@ class Residual:
 
     @property
     def difference(self) -> float:
-        """``|achieved - target|``."""
-        return abs(float(self.achieved) - float(self.target))
+        """``|achieved - target|``, subtracted exactly before rounding to a float: for
+        mpmath values the difference keeps its size (1e-45 does not become 0 or 1e-16)."""
+        a, t = self.achieved, self.target
+        if hasattr(a, "_mpf_") or hasattr(t, "_mpf_"):
+            # mpmath rounds the exact difference once (mpf(a) would round a first)
+            return float(abs(a - t))
+        return abs(float(a) - float(t))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,55 +102,42 @@ class Transform:
         p = {k: self.params.get(k, d) for k, d in zip(PARAM_KEYS, (1.0, 0.0, 0.0, 1.0))}
         return base.affine(*(p[k] for k in PARAM_KEYS))
 
-    # -- code generation (thin forwards to kernelshape.codegen) ---------------------------
-    def emit(self, target: str, *, name: str | None = None) -> str:
-        """Standalone source for ``target`` ("numpy", "jax", "torch"); see codegen.emit."""
-        from .. import codegen
-        return codegen.emit(self, target, name=name)
-
-    def as_numpy(self):
-        """The transformed activation as a NumPy function (from the generated code)."""
-        from .. import codegen
-        return codegen.as_numpy(self)
-
-    def as_jax(self):
-        """The transformed activation as a JAX function (jit-, grad- and vmap-able)."""
-        from .. import codegen
-        return codegen.as_jax(self)
-
-    def as_torch(self):
-        """The transformed activation as a ``torch.nn.Module`` instance."""
-        from .. import codegen
-        return codegen.as_torch(self)
-
     @property
     def max_residual(self) -> float:
         """Largest ``|achieved - target|`` over the conditions."""
         return max((r.difference for r in self.residuals), default=0.0)
 
     def __repr__(self):
-        params = ", ".join(f"{k}={_fmt(v)}" for k, v in self.params.items())
-        targets = ", ".join(f"{k}={_fmt(v)}" for k, v in self.targets.items())
+        params = ", ".join(f"{k}={_fmt(v, self.digits)}" for k, v in self.params.items())
+        targets = ", ".join(f"{k}={_fmt(v, self.digits)}" for k, v in self.targets.items())
         name = self.base.name or sp.sstr(self.base.expr)
         prec = f"{self.digits} digits" if self.digits else "float64"
         return (f"Transform({self.method}: {name} on {self.network}; {targets}; {params}; "
                 f"max residual {self.max_residual:.2e}, {prec})")
 
     def _repr_html_(self):
-        rows = "".join(f"<tr><td>{k}</td><td>{_fmt(v)}</td></tr>" for k, v in self.params.items())
+        d = self.digits
+        rows = "".join(f"<tr><td>{_html(k)}</td><td>{_fmt(v, d)}</td></tr>"
+                       for k, v in self.params.items())
         res = "".join(
-            f"<tr><td>{r.condition}</td><td>{_fmt(r.target)}</td><td>{_fmt(r.achieved)}</td>"
+            f"<tr><td>{_html(r.condition)}</td><td>{_fmt(r.target, d)}</td>"
+            f"<td>{_fmt(r.achieved, d)}</td>"
             f"<td>{r.difference:.2e}</td></tr>" for r in self.residuals)
         name = _html(self.base.name or sp.sstr(self.base.expr))
-        return (f"<p><b>{self.method.upper()}</b> transform of <code>{name}</code> on "
-                f"{_html(self.network)}</p><table><tr><th>parameter</th><th>value</th></tr>"
+        prec = f"{self.digits} digits" if self.digits else "float64"
+        return (f"<p><b>{_html(str(self.method).upper())}</b> transform of <code>{name}</code> "
+                f"on {_html(self.network)} ({prec})</p>"
+                f"<table><tr><th>parameter</th><th>value</th></tr>"
                 f"{rows}</table><table><tr><th>condition</th><th>target</th><th>achieved</th>"
                 f"<th>|difference|</th></tr>{res}</table>")
 
     # -- JSON ----------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        """A JSON-safe dict (numbers as floats, or decimal strings when ``digits`` is set)."""
-        enc = _encode if self.digits else float
+        """A JSON-safe dict: numbers as floats, or, when ``digits`` is set, mpmath numbers as
+        decimal strings holding every digit (at least ``digits + 10`` significant digits,
+        and enough for the value's binary digits: read at the value's precision, the
+        string gives back the same number)."""
+        enc = functools.partial(_encode, digits=self.digits) if self.digits else float
         return {
             "method": self.method,
             "base": {"expr": sp.sstr(self.base.template), "srepr": sp.srepr(self.base.template),
@@ -162,55 +154,39 @@ class Transform:
 
     @classmethod
     def from_dict(cls, data: Mapping) -> Transform:
-        """Inverse of :meth:`to_dict` (the expression is re-parsed safely)."""
-        try:
-            base = data["base"]
-            digits = data.get("digits")
-            dec = _decoder(digits)
-            expr = _read_expression(base)
-            act = Activation(expr, name=base.get("name"), values=base.get("values", {}))
-            return cls(
-                method=str(data["method"]), base=act,
-                params={k: dec(v) for k, v in data["params"].items()},
-                targets={k: dec(v) for k, v in data["targets"].items()},
-                network=str(data["network"]),
-                residuals=tuple(Residual(r["condition"], dec(r["target"]), dec(r["achieved"]))
-                                for r in data["residuals"]),
-                digits=digits)
-        except (KeyError, TypeError, AttributeError) as err:
-            raise TransformError(f"not a kernelshape Transform dict: {err!r}") from err
+        """Inverse of :meth:`to_dict`, for documents from anywhere (JSON is input).
+
+        The document is validated against a schema (required and known keys, types,
+        finite numbers of bounded size, the method's parameter and target keys); the
+        expression is re-read with the safe parsers, never evaluated. Every condition is
+        evaluated again from the stored parameters; the stored residuals must agree with
+        that, and the result carries the re-evaluated ones. ``digits`` is the smaller of
+        the stored ``digits`` and the significant digits the parameter strings hold.
+
+        Raises:
+            DocumentError: (a TransformError) naming the key that is wrong.
+        """
+        # _document re-evaluates residuals with the solvers' routines, which import this
+        # module: imported here, so the module-level imports stay one-way.
+        from ._document import read_document
+        return read_document(cls, data)
 
 
-def _read_expression(base):
-    """The base expression: its exact ``srepr`` when stored and readable, else the text."""
-    parameters = base.get("parameters", ())
-    if base.get("srepr") is not None:
-        try:
-            return parse_srepr(base["srepr"], parameters)
-        except ExpressionError:
-            pass   # e.g. a function outside the srepr whitelist: the printed form still reads
-    return parse_expression(base["expr"], parameters)
-
-
-def _encode(v):
+def _encode(v, digits):
     import mpmath
     if isinstance(v, mpmath.mpf):
-        return mpmath.nstr(v, mpmath.mp.dps + 5, strip_zeros=False)
+        bits = max(v._mpf_[3], 53)   # the mantissa's bit count
+        n = max(digits + 10, mpmath.libmp.repr_dps(bits))
+        # an exact zero shows as many digits as any other value (nstr writes "0.0")
+        return "0." + "0" * n if v == 0 else mpmath.nstr(v, n, strip_zeros=False)
     return float(v)
 
 
-def _decoder(digits):
-    if not digits:
-        return float
-
-    def dec(v):
+def _fmt(v, digits=None):
+    """Text of a value: an mpmath number with the ``digits`` it carries, else a float."""
+    if digits and hasattr(v, "_mpf_"):
         import mpmath
-        with mpmath.workdps(digits + 10):
-            return mpmath.mpf(v) if isinstance(v, str) else mpmath.mpf(float(v))
-    return dec
-
-
-def _fmt(v):
+        return mpmath.nstr(v, digits, strip_zeros=False)
     try:
         f = float(v)
     except (TypeError, ValueError):
