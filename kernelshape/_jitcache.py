@@ -95,13 +95,14 @@ def _unusable(directory: Path, *, follow_symlinks: bool) -> str | None:
         reason = _untrusted(pycache, follow_symlinks=False, want_dir=True)
         if reason is not None:
             return f"{pycache}: {reason}"
-        probe = directory / f".probe-{os.getpid()}"
-        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, b"ok")
-        finally:
-            os.close(fd)
-            os.unlink(probe)
+        for where in (directory, pycache):   # numba would silently cache elsewhere
+            probe = where / f".probe-{os.getpid()}"
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, b"ok")
+            finally:
+                os.close(fd)
+                os.unlink(probe)
     except OSError as err:
         return f"not writable: {err}"
     return None

@@ -32,6 +32,11 @@ _RTOL_EVALUATE = 1e-9   # compiled vs interpreted branch code (libm may differ i
 _RTOL_SCHWARZ = 1e-3    # the Gauss-Hermite E[f^2] of a kinked f is good to ~1e-5
 
 
+class _Untrusted(ValueError):
+    """A cache entry someone else could have written (a ValueError, not an OSError: numba
+    treats OSError on a data file as 'missing' and would recompile without a word)."""
+
+
 def _read_trusted(path) -> bytes:
     """Bytes of ``path``, which must be a regular file of ours that others cannot write
     (checked on the open descriptor: no window between check and read, no symlink)."""
@@ -39,9 +44,9 @@ def _read_trusted(path) -> bytes:
     with os.fdopen(fd, "rb") as f:
         info = os.fstat(f.fileno())
         if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
-            raise PermissionError(f"{path} is not a regular file owned by this user")
+            raise _Untrusted(f"{path} is not a regular file owned by this user")
         if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            raise PermissionError(f"{path} is writable by group or others")
+            raise _Untrusted(f"{path} is writable by group or others")
         return f.read()
 
 
@@ -166,7 +171,7 @@ def _first_call(module, name, kernel, check, reload):
     def first(*args):
         result = kernel(*args)
         problem = check(module, args, result)
-        if problem and sum(kernel.stats.cache_hits.values()):
+        if problem and _loaded_from_disk(module):
             warn(f"kernelshape discarded the cached machine code of {name} in "
                  f"{module.__file__}: {problem}; recompiled")
             reload()
@@ -174,15 +179,24 @@ def _first_call(module, name, kernel, check, reload):
         if getattr(module, name) is first:
             setattr(module, name, kernel)
         return result
+    first.kernel = kernel
     return first
+
+
+def _loaded_from_disk(module) -> bool:
+    """Whether any function of ``module`` (a kernel or one it calls) came from disk."""
+    kernels = (getattr(obj, "kernel", obj) for obj in vars(module).values())
+    return any(sum(obj.stats.cache_hits.values()) for obj in kernels
+               if isinstance(obj, Dispatcher))
 
 
 def _interpreted(module):
     """The module's jitted functions as plain Python functions calling each other."""
     namespace = dict(vars(module))
     for key, value in vars(module).items():
-        if isinstance(value, Dispatcher) or hasattr(value, "__wrapped__"):
-            f = getattr(value, "py_func", None) or value.__wrapped__
+        value = getattr(value, "kernel", value)   # a first-call wrapper: its dispatcher
+        if isinstance(value, Dispatcher):
+            f = value.py_func
             namespace[key] = types.FunctionType(f.__code__, namespace, f.__name__,
                                                 f.__defaults__, f.__closure__)
     return namespace
@@ -218,6 +232,7 @@ def _check_c_direct(module, args, result):
     energy = float(np.sum(w * f * f) / math.sqrt(2 * math.pi))
     for c, value in zip(cs, out):
         if not math.isfinite(value) or abs(value) > energy * (1 + _RTOL_SCHWARZ) + 1e-300:
-            return (f"E[f(U) f(V)] = {value!r} at c = {c!r} exceeds E[f^2] = {energy!r} "
+            return (f"E[f(U) f(V)] = {float(value)!r} at c = {float(c)!r} exceeds "
+                    f"E[f^2] = {energy!r} "
                     "(|C| > 1)")
     return None
