@@ -206,8 +206,13 @@ def _reload(module, source, path):
     that recompile; callers keep their reference to the module object)."""
     from ._jitnumba import attach_caches
 
-    discard(path, "")
-    _write_atomic(path, source.encode())
+    try:
+        discard(path, "")
+        _write_atomic(path, source.encode())
+    except OSError as err:
+        warn(f"kernelshape cannot rewrite {path} ({err}); kernels are compiled in memory")
+        exec(compile(source, f"<{module.__name__}>", "exec"), module.__dict__)  # noqa: S102
+        return
     exec(compile(source, str(path), "exec"), module.__dict__)  # noqa: S102 - as above
     attach_caches(module, hashlib.sha256(source.encode()).hexdigest())
 

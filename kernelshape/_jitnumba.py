@@ -20,8 +20,12 @@ import types
 import uuid
 
 import numpy as np
-from numba.core.caching import (CompileResultCacheImpl, FunctionCache, IndexDataCacheFile,
-                                InTreeCacheLocator)
+from numba.core.caching import (
+    CompileResultCacheImpl,
+    FunctionCache,
+    IndexDataCacheFile,
+    InTreeCacheLocator,
+)
 from numba.core.dispatcher import Dispatcher
 
 from ._jitcache import frame, is_finite_close, unframe, warn
@@ -98,7 +102,7 @@ class _CheckedFile(IndexDataCacheFile):
 
 class _InTreeImpl(CompileResultCacheImpl):
     # Only the module's own (checked) __pycache__: never NUMBA_CACHE_DIR or ~/.cache/numba.
-    _locator_classes = [InTreeCacheLocator]
+    _locator_classes = (InTreeCacheLocator,)
 
 
 class _CheckedCache(FunctionCache):
