@@ -160,7 +160,9 @@ def _ensure_source(path: Path, source: str) -> None:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a private temporary file, removed on any error."""
+    """Write ``data`` to ``path`` through a private temporary file, removed on any error
+    (and temporary files an hour old, left by killed processes, are swept on the way)."""
+    _sweep(path.parent)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
         if tmp.exists():
@@ -172,6 +174,23 @@ def _write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _sweep(directory: Path, age: float = 3600.0) -> None:
+    """Remove our temporary files older than ``age`` seconds from ``directory`` and its
+    ``__pycache__`` (only on the writing path: a listing per new module, never per load)."""
+    import time
+    limit = time.time() - age
+    for where in (directory, directory / "__pycache__"):
+        try:
+            names = [n for n in os.listdir(where) if n.startswith("_kernelshape_jit_")
+                     and (n.endswith(".tmp") or ".tmp." in n)]
+            for name in names:
+                entry = where / name
+                if os.lstat(entry).st_mtime < limit:
+                    entry.unlink()
+        except OSError:
+            pass   # a sweep is housekeeping: never a reason to fail
 
 
 def discard(path: Path, qualname: str = "") -> None:

@@ -361,3 +361,17 @@ def test_read_only_cache_falls_back_and_writes_nothing_elsewhere(cache, monkeypa
     assert not stray.exists() or not any(stray.rglob("*.nb?"))
     fallback = Path(tempfile.gettempdir()) / f"kernelshape-{os.getuid()}"
     assert list((fallback / "__pycache__").glob("*.nbi"))
+
+
+def test_stale_temporaries_of_killed_processes_are_swept(cache):
+    cache.mkdir(mode=0o700)
+    (cache / "__pycache__").mkdir(mode=0o700)
+    stale = [cache / "_kernelshape_jit_0123.py.4242.tmp",
+             cache / "__pycache__" / "_kernelshape_jit_0123.evaluate-5.py311.nbi.tmp.ab12"]
+    recent = cache / "_kernelshape_jit_4567.py.4343.tmp"   # maybe still being written
+    for p in (*stale, recent):
+        p.write_bytes(b"half a file")
+    for p in stale:
+        os.utime(p, (1e9, 1e9))
+    np.testing.assert_allclose(values(), EXPECTED, rtol=1e-15)
+    assert not any(p.exists() for p in stale) and recent.exists()
