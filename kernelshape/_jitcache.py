@@ -29,7 +29,6 @@ i.e. ``|C| <= 1``). Code that fails is discarded and recompiled.
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import stat
 import sys
@@ -41,7 +40,6 @@ from pathlib import Path
 __all__ = ["CacheWarning", "cache_dir", "load_module"]
 
 _WARNED: set[str] = set()
-_MAGIC = b"kernelshape-numba-cache-1\n"
 
 
 class CacheWarning(UserWarning):
@@ -193,13 +191,10 @@ def _sweep(directory: Path, age: float = 3600.0) -> None:
             pass   # a sweep is housekeeping: never a reason to fail
 
 
-def discard(path: Path, qualname: str = "") -> None:
-    """Delete the module file ``path`` (unless ``qualname`` is given) and numba's entries
-    for it (all of them, or those of the function ``qualname``)."""
-    if not qualname:
-        path.unlink(missing_ok=True)
-    stem = path.stem + (f".{qualname}-" if qualname else ".")
-    for entry in (path.parent / "__pycache__").glob(f"{stem}*"):
+def discard(path: Path) -> None:
+    """Delete the module file ``path`` and all numba's entries for it."""
+    path.unlink(missing_ok=True)
+    for entry in (path.parent / "__pycache__").glob(f"{path.stem}.*"):
         if entry.suffix in (".nbi", ".nbc") or ".tmp." in entry.name:
             entry.unlink(missing_ok=True)
 
@@ -226,7 +221,7 @@ def _reload(module, source, path):
     from ._jitnumba import attach_caches
 
     try:
-        discard(path, "")
+        discard(path)
         _write_atomic(path, source.encode())
     except OSError as err:
         warn(f"kernelshape cannot rewrite {path} ({err}); kernels are compiled in memory")
@@ -234,28 +229,3 @@ def _reload(module, source, path):
         return
     exec(compile(source, str(path), "exec"), module.__dict__)  # noqa: S102 - as above
     attach_caches(module, hashlib.sha256(source.encode()).hexdigest())
-
-
-def frame(payload: bytes) -> bytes:
-    """``payload`` prefixed by a magic line and its SHA-256, as cache entries are stored."""
-    return _MAGIC + hashlib.sha256(payload).digest() + payload
-
-
-def unframe(blob: bytes, path) -> bytes:
-    """The payload of a framed cache entry; ValueError if it is not intact."""
-    head = len(_MAGIC) + 32
-    if not blob.startswith(_MAGIC) or len(blob) < head:
-        raise ValueError(f"{path} is not a kernelshape cache entry (garbage or truncated)")
-    payload = blob[head:]
-    if hashlib.sha256(payload).digest() != blob[len(_MAGIC):head]:
-        raise ValueError(f"{path} fails its checksum (truncated or altered)")
-    return payload
-
-
-def is_finite_close(a: float, b: float, rtol: float) -> bool:
-    """``a == b`` to ``rtol`` (NaN matches NaN, infinities match exactly)."""
-    if math.isnan(a) or math.isnan(b):
-        return math.isnan(a) and math.isnan(b)
-    if math.isinf(a) or math.isinf(b):
-        return a == b
-    return abs(a - b) <= rtol * max(abs(a), abs(b)) + 1e-300

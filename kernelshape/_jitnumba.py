@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import io
 import math
 import os
@@ -28,12 +29,38 @@ from numba.core.caching import (
 )
 from numba.core.dispatcher import Dispatcher
 
-from ._jitcache import frame, is_finite_close, unframe, warn
+from ._jitcache import warn
 
 __all__ = ["attach_caches", "checked_kernels"]
 
 _RTOL_EVALUATE = 1e-9   # compiled vs interpreted branch code (libm may differ in the last bits)
 _RTOL_SCHWARZ = 1e-3    # the Gauss-Hermite E[f^2] of a kinked f is good to ~1e-5
+_MAGIC = b"kernelshape-numba-cache-1\n"
+
+
+def frame(payload: bytes) -> bytes:
+    """``payload`` prefixed by a magic line and its SHA-256, as cache entries are stored."""
+    return _MAGIC + hashlib.sha256(payload).digest() + payload
+
+
+def unframe(blob: bytes, path) -> bytes:
+    """The payload of a framed cache entry; ValueError if it is not intact."""
+    head = len(_MAGIC) + 32
+    if not blob.startswith(_MAGIC) or len(blob) < head:
+        raise ValueError(f"{path} is not a kernelshape cache entry (garbage or truncated)")
+    payload = blob[head:]
+    if hashlib.sha256(payload).digest() != blob[len(_MAGIC):head]:
+        raise ValueError(f"{path} fails its checksum (truncated or altered)")
+    return payload
+
+
+def is_finite_close(a: float, b: float, rtol: float) -> bool:
+    """``a == b`` to ``rtol`` (NaN matches NaN, infinities match exactly)."""
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    if math.isinf(a) or math.isinf(b):
+        return a == b
+    return abs(a - b) <= rtol * max(abs(a), abs(b)) + 1e-300
 
 
 class _Untrusted(ValueError):
