@@ -1,7 +1,8 @@
 # ruff: noqa: F821
 """Base kernels appended to every generated activation module (see ``kernelshape/_jit.py``).
 
-Every ``kernelshape/_kernels/*.py`` file is such a template. Not imported directly: ``_jit.jit_module`` prepends ``import math``, ``import numpy as np``,
+Every ``kernelshape/_kernels/*.py`` file is such a template. Not imported directly:
+``_jit.module_source`` prepends ``import math``, ``import numpy as np``,
 ``from numba import njit``, ``_CACHE`` and the activation's ``_branch(k, d, x)`` to this text.
 Kernels take and return plain floats and arrays. Pieces of the activation are given as
 arrays ``lo, hi, br``: on ``lo[i] < x < hi[i]`` the activation is analytic branch ``br[i]``.
