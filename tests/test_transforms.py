@@ -124,6 +124,61 @@ def test_dks_start_picks_a_solution():
         _check_mp(t)
 
 
+@pytest.mark.parametrize("net", ["resnet101_0.6", "resnet50_0.0"])
+def test_selu_start_near_the_small_root_gives_that_root(net):
+    # selu has two DKS solutions on these networks (input_scale ~0.11-0.13 with a negative
+    # shift, and ~0.9-1.05 with shift ~1.4-1.8). Starts anywhere near the small one give
+    # one and the same exact root (not a point of a cloud): the float64 solves agree to
+    # 1e-13, and the 30-digit solve from the same start is that root (to 1e-12: residuals
+    # of 1e-15 move the parameters by up to 1e-13 here, output_scale ~7 at input_scale ~0.1)
+    network = NETWORKS[net]
+    starts = [(0.1, -0.3), (0.12, -0.35), (0.14, -0.25)]
+    solves = [dks(_act("selu"), network=network, start=s) for s in starts]
+    for t in solves:
+        assert t.max_residual <= 1e-14
+        assert 0.1 < t.params["input_scale"] < 0.14 and t.params["input_shift"] < -0.2
+        for key, value in t.params.items():
+            assert abs(value - solves[0].params[key]) <= 1e-13 * (1 + abs(value)), key
+    exact = dks(_act("selu"), network=network, start=starts[0], digits=30)
+    for key, value in exact.params.items():
+        assert abs(float(value) - solves[0].params[key]) <= 1e-12 * (1 + abs(float(value)))
+
+
+def _mp_dks_conditions(t, dps):
+    """Q(1), Q'(1), C(0), C'(1) of ``t`` by ``mpmath.quad`` at ``dps`` digits on the base
+    activation's ``phi.mp`` with the solved parameters, split at the kinks (independent of
+    the solver's quadrature and of Transform.activation)."""
+    p = t.params
+    with mpmath.workdps(dps):
+        a, b = mpmath.mpf(p["input_scale"]), mpmath.mpf(p["input_shift"])
+        d, g = mpmath.mpf(p["output_shift"]), mpmath.mpf(p["output_scale"])
+        cuts = sorted((mpmath.mpf(k.location) - b) / a for k in t.base.kinks)
+        points = [-mpmath.inf, *cuts, mpmath.inf]
+
+        def e(fn):
+            return mpmath.quad(lambda z: fn(z) * mpmath.npdf(z), points)
+        q1 = e(lambda z: (g * (t.base.mp(a * z + b) + d)) ** 2)
+        qs = e(lambda z: g * g * a * (t.base.mp(a * z + b) + d) * t.base.mp(a * z + b, 1) * z)
+        m = e(lambda z: g * (t.base.mp(a * z + b) + d))
+        cs = e(lambda z: (g * a * t.base.mp(a * z + b, 1)) ** 2) / q1
+        return {"Q(1)": q1, "Q'(1)": qs, "C(0)": m * m / q1, "C'(1)": cs}
+
+
+@pytest.mark.parametrize("net", ["resnet101_0.6", "resnet50_0.0"])
+def test_selu_both_roots_meet_the_conditions_in_mpmath(net):
+    # both DKS solutions of selu, solved at 30 digits, re-checked by mpmath.quad at 40
+    # digits: every condition to 1e-25 (the digits=N claim: 10^-(N-5))
+    network = NETWORKS[net]
+    large = dks(_act("selu"), network=network, digits=30)
+    small = dks(_act("selu"), network=network, start=(0.1, -0.3), digits=30)
+    assert large.params["input_scale"] > 0.9 and large.params["input_shift"] > 1.3
+    assert small.params["input_scale"] < 0.14 and small.params["input_shift"] < -0.2
+    for t in (large, small):
+        values = _mp_dks_conditions(t, 40)
+        for r in t.residuals:
+            assert abs(values[r.condition] - mpmath.mpf(r.target)) <= 1e-25, r
+
+
 def test_tat_start_picks_a_solution():
     # asinh has several TAT solutions on mlp(50): the default search returns dks's
     # (input_scale ~0.158); start= near another gives input_scale ~0.177; both exact roots
