@@ -423,3 +423,33 @@ def test_dks_style_callable_network():
     b = dks(_act("tanh"), network=mlp(7))
     assert a.targets["xi"] == pytest.approx(b.targets["xi"], rel=1e-15)
     assert a.params["input_scale"] == pytest.approx(b.params["input_scale"], rel=1e-12)
+
+
+# -- a target that does not belong to the method or activation is an error ---------------
+def test_tat_eta_for_smooth_activation_is_an_error():
+    # was: eta silently ignored (the tau default solved instead)
+    with pytest.raises(TransformError, match=r"eta=0\.9 would be ignored.*tau"):
+        tat(_act("softplus"), network=mlp(50), eta=0.9)
+
+
+def test_tat_tau_for_leaky_relu_is_an_error():
+    # was: the eta default used, and on a shallow network an error about an eta never given
+    with pytest.raises(TransformError, match=r"leaky ReLU targets eta.*tau=0\.3"):
+        tat(_act("leaky_relu"), network=mlp(50), tau=0.3)
+    with pytest.raises(TransformError, match=r"tau=0\.3"):
+        tat(_act("leaky_relu"), network=mlp(10), tau=0.3)
+
+
+def test_tat_defaults_still_apply():
+    smooth = tat(_act("softplus"), network=mlp(50))
+    assert smooth.targets["tau"] == 0.3
+    leaky = tat(_act("leaky_relu"), network=mlp(50))
+    assert leaky.targets["eta"] == 0.9
+
+
+def test_dks_q_slope_for_relu_is_an_error():
+    # was: ignored (ReLU drops the Q'(1) condition)
+    with pytest.raises(TransformError, match=r"q_slope=0\.5 would be ignored"):
+        dks(_act("relu"), network=mlp(50), q_slope=0.5)
+    with pytest.warns(ReluWarning):
+        assert "q_slope" not in dks(_act("relu"), network=mlp(50)).targets

@@ -127,7 +127,7 @@ def _converge(maps, x, targets, fixed_b=None):
         level += 1
 
 
-def dks(phi, *, network, zeta: float = 1.5, q_slope: float = 1.0,
+def dks(phi, *, network, zeta: float = 1.5, q_slope: float | None = None,
         digits: int | None = None, start=None) -> Transform:
     """Solve the DKS transform of ``phi`` for ``network`` (Martens et al. 2021, §4-5).
 
@@ -137,7 +137,8 @@ def dks(phi, *, network, zeta: float = 1.5, q_slope: float = 1.0,
         network: a network (:func:`~kernelshape.networks.mlp`, ``resnet``, ...) or a
             ``dks``-style ``subnet_max_func(x, r_fn)``.
         zeta: the global slope target ``max_f C_f'(1)``, ``> 1``.
-        q_slope: the local Q'(1) target, ``> 0`` (ignored for ReLU, as in ``dks``).
+        q_slope: the local Q'(1) target, ``> 0`` (default 1). ReLU drops the Q'(1)
+            condition (as ``dks`` does), so a q_slope given for ReLU is an error.
         digits: None for float64 (residuals about 1e-15); N >= 16 solves in mpmath to N
             digits (residuals below 10^-(N-5)).
         start: optional ``(input_scale, input_shift)`` tried before the default starts,
@@ -152,7 +153,7 @@ def dks(phi, *, network, zeta: float = 1.5, q_slope: float = 1.0,
 
     Raises:
         TransformError: bad zeta / q_slope / start, leaky ReLU with a fixed slope, a
-            start for the ReLU family.
+            start for the ReLU family, q_slope for ReLU.
         UnreachableTargetError: linear activations; targets no parameters reach (names the
             condition and the closest value).
         FreeParameterError: free parameters DKS does not solve.
@@ -164,7 +165,8 @@ def dks(phi, *, network, zeta: float = 1.5, q_slope: float = 1.0,
         (True, True)
     """
     zeta = cm.check_real("zeta", zeta, low=1.0)
-    q_slope = cm.check_real("q_slope", q_slope, low=0.0)
+    q_slope_given = q_slope is not None
+    q_slope = cm.check_real("q_slope", 1.0 if q_slope is None else q_slope, low=0.0)
     digits = cm.check_digits(digits)
     net = cm.network_of(network)
     act = cm.as_activation(phi)
@@ -193,6 +195,10 @@ def dks(phi, *, network, zeta: float = 1.5, q_slope: float = 1.0,
         residuals = leaky_residuals(params, {"Q(1)": 1.0, "Q'(1)": q_slope, "C(0)": 0.0,
                                              "C'(1)": xi}, digits)
     elif cm.info(act)["relu"]:
+        if q_slope_given:
+            raise TransformError(
+                f"DKS with ReLU drops the Q'(1) condition (its input shift is fixed at +-1), "
+                f"so q_slope={q_slope!r} would be ignored; leave it out, or use leaky ReLU")
         warnings.warn("DKS with ReLU is highly discouraged (input_shift is fixed and the "
                       "Q'(1) condition dropped); leaky ReLU is recommended instead",
                       ReluWarning, stacklevel=2)

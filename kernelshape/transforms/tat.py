@@ -159,7 +159,13 @@ def _converge(maps, moments, x, tau_local):
         level += 1
 
 
-def tat(phi, *, network, tau: float = 0.3, eta: float = 0.9,
+#: Default targets (the ``dks`` package's): curvature ``tau`` for smooth activations,
+#: ``eta`` = M_{f, C_a}(0) for leaky ReLU.
+DEFAULT_TAU = 0.3
+DEFAULT_ETA = 0.9
+
+
+def tat(phi, *, network, tau: float | None = None, eta: float | None = None,
         digits: int | None = None, start=None) -> Transform:
     """Solve the TAT transform of ``phi`` for ``network`` (Zhang et al. 2022, §4).
 
@@ -170,8 +176,9 @@ def tat(phi, *, network, tau: float = 0.3, eta: float = 0.9,
     Args:
         phi: an Activation, built-in name or expression text.
         network: a network or a ``dks``-style ``subnet_max_func(x, r_fn)``.
-        tau: curvature target, ``> 0`` (smooth activations).
-        eta: C(0) target in ``(0, 1)`` (leaky ReLU).
+        tau: curvature target, ``> 0`` (smooth activations only; default 0.3).
+        eta: C(0) target in ``(0, 1)`` (leaky ReLU only; default 0.9). A target given
+            for the other kind of activation is an error, never ignored.
         digits: None for float64; N >= 16 solves in mpmath to N digits.
         start: optional ``(input_scale, input_shift, output_shift)`` from which Newton is
             tried first (smooth activations), to pick one of several solutions (asinh and
@@ -183,8 +190,8 @@ def tat(phi, *, network, tau: float = 0.3, eta: float = 0.9,
         ``tau_local`` (smooth) or ``eta`` (leaky ReLU).
 
     Raises:
-        TransformError: bad tau / eta / start; ReLU (use leaky ReLU); a start for
-            leaky ReLU.
+        TransformError: bad tau / eta / start; tau for leaky ReLU or eta for a smooth
+            activation; ReLU (use leaky ReLU); a start for leaky ReLU.
         UnsupportedError: activations with kinks (C''(1) is infinite) other than leaky ReLU.
         UnreachableTargetError: eta above what the network reaches, or a condition the
             activation cannot meet (named, with the closest value).
@@ -199,6 +206,11 @@ def tat(phi, *, network, tau: float = 0.3, eta: float = 0.9,
     net = cm.network_of(network)
     act = cm.as_activation(phi)
     if cm.info(act)["leaky"]:
+        if tau is not None:
+            raise TransformError(
+                f"TAT for leaky ReLU targets eta (M_(f,C)(0)), not the curvature tau; got "
+                f"tau={tau!r}: pass eta=... (default {DEFAULT_ETA}) instead")
+        eta = DEFAULT_ETA if eta is None else eta
         if start is not None:
             raise TransformError("TAT: start= is for smooth activations; leaky ReLU's "
                                  "negative slope is found by bisection")
@@ -210,7 +222,12 @@ def tat(phi, *, network, tau: float = 0.3, eta: float = 0.9,
                 "(activation('leaky_relu')) instead of fixing it to "
                 f"{act.values.get('negative_slope')!r}")
         return _tat_leaky(act, net, eta, digits)
-    tau = cm.check_real("tau", tau, low=0.0)
+    if eta is not None:
+        raise TransformError(
+            f"TAT targets eta only for leaky ReLU (activation('leaky_relu'), slope left "
+            f"free); {act.expr} is solved for the curvature tau, so eta={eta!r} would be "
+            f"ignored: pass tau=... (default {DEFAULT_TAU}) instead")
+    tau = cm.check_real("tau", DEFAULT_TAU if tau is None else tau, low=0.0)
     act = cm.check_activation(act, "TAT")
     if cm.info(act)["relu"]:
         raise TransformError("TAT does not support ReLU (its C''(1) is infinite); use "
