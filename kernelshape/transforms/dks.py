@@ -188,7 +188,9 @@ def dks(phi, *, network, zeta: float = 1.5, q_slope: float | None = None,
             raise TransformError("DKS: start= is for activations whose input scale and "
                                  "shift are both solved, not the ReLU family")
         start = cm.check_start("DKS", start, ("input_scale", "input_shift"))
-    xi = local_slope(net, zeta)
+    # the exact target at the requested precision (an mpf with digits); the float64
+    # stages solve for its rounding, the mpmath polish for the target itself
+    xi = local_slope(net, zeta, digits)
     targets = {"zeta": zeta, "q_slope": q_slope, "xi": xi}
     if leaky:
         params = solve_leaky_dks(q_slope, xi, digits)
@@ -223,12 +225,13 @@ def _solve_smooth(act, q_slope, xi, digits, start=None):
     maps = cm.LastCall(functools.partial(local_maps, moments))
     center = cm.info(act)["odd_center"]
     starts = [start, *_STARTS] if start is not None else _STARTS
-    tries = (_converge(maps, x0, (q_slope, xi)) for x0 in starts
+    xi_f = float(xi)
+    tries = (_converge(maps, x0, (q_slope, xi_f)) for x0 in starts
              # phi odd about (0, c): F is even in beta, its Jacobian singular at beta = 0
              # (a start the caller gave is tried all the same)
              if center is None or x0[1] != 0.0 or x0 is start)
     a, b, mean, gamma, level = _first_solution(
-        act, moments, maps, tries, ("Q'(1)", "C'(1)"), (q_slope, xi),
+        act, moments, maps, tries, ("Q'(1)", "C'(1)"), (q_slope, xi_f),
         fold_shift=center is not None)
     params = {"input_scale": a, "input_shift": b, "output_shift": -mean, "output_scale": gamma}
     if digits:
@@ -241,11 +244,12 @@ def _solve_smooth(act, q_slope, xi, digits, start=None):
 def _solve_relu(act, xi, digits):
     moments = cm.moments_of(act)
     maps = cm.LastCall(functools.partial(local_maps, moments))
-    b = 1.0 if xi < RELU_SHIFT_LIMIT else -1.0
-    runs = (_converge(maps, [a0], (1.0, xi), fixed_b=b) for a0 in (1.0, 0.1))
+    xi_f = float(xi)
+    b = 1.0 if xi_f < RELU_SHIFT_LIMIT else -1.0
+    runs = (_converge(maps, [a0], (1.0, xi_f), fixed_b=b) for a0 in (1.0, 0.1))
     tries = (([x[0], b], F, ok, level) for x, F, ok, level in runs)
-    a, b, mean, gamma, level = _first_solution(act, moments, maps, tries, ("C'(1)",), (xi,),
-                                               fold_shift=False)
+    a, b, mean, gamma, level = _first_solution(act, moments, maps, tries, ("C'(1)",),
+                                               (xi_f,), fold_shift=False)
     delta = -mean
     if digits:
         from ._precise import output_params, polish_relu

@@ -237,7 +237,7 @@ def tat(phi, *, network, tau: float | None = None, eta: float | None = None,
         cm.unsupported_kink(act, "TAT", "C''(1)")
     if start is not None:
         start = cm.check_start("TAT", start, ("input_scale", "input_shift", "output_shift"))
-    tau_local = local_curvature(net, tau)
+    tau_local = local_curvature(net, tau, digits)   # an mpf with digits
     params, level = _solve_smooth(act, tau_local, digits, start)
     conditions = {"Q(1)": 1.0, "Q'(1)": 1.0, "C'(1)": 1.0, "C''(1)": tau_local}
     if digits:
@@ -353,6 +353,7 @@ def _emulated_branch(act, moments, maps, tau_local):
 
 
 def _solve_smooth(act, tau_local, digits, first=None):
+    tau_mp, tau_local = tau_local, float(tau_local)
     moments = cm.moments_of(act)
     maps = cm.LastCall(functools.partial(local_maps, moments))
     center = cm.info(act)["odd_center"]
@@ -409,7 +410,7 @@ def _solve_smooth(act, tau_local, digits, first=None):
             pb, p1b, _ = moments.derivatives(bv)
             J = local_maps(moments, av, bv, pb + dv, level=level)[1]
             return [[row[0], row[1] + p1b * row[2], row[2]] for row in J]
-        params = polish_tat(act, params, tau_local, digits, jac)
+        params = polish_tat(act, params, tau_mp, digits, jac)
     return params, level
 
 
