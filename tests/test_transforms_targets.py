@@ -116,3 +116,10 @@ def test_deep_user_chain_slope_polynomial_is_linear_in_depth():
     net = ks.chain(*([ks.nonlinear(), ks.linear()] * 20000))
     t = dks(ks.activation("tanh"), network=net, zeta=1.5)
     assert t.targets["xi"] == pytest.approx(1.5 ** (1 / 20000), rel=1e-15)
+
+
+def test_leaky_tat_depth_beyond_the_walk_limit_is_refused():
+    # M_(f,C_a)(0) is a depth-step walk per trial slope: mlp(10**6) would take ~5 hours
+    from kernelshape.transforms._targets import MAX_WALK_DEPTH
+    with pytest.raises(TransformError, match=f"exceed the limit of {MAX_WALK_DEPTH}"):
+        tat(ks.activation("leaky_relu"), network=mlp(10**6))

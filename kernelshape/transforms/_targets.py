@@ -225,6 +225,11 @@ def leaky_relu_c_mp(c, negative_slope):
     return c + k * (mpmath.sqrt(1 - c * c) - c * mpmath.acos(c))
 
 
+#: Deepest network (nonlinear layers on the longest path) whose leaky-ReLU TAT target is
+#: solved by walking it (~6 s at this depth).
+MAX_WALK_DEPTH = 20_000
+
+
 def tat_negative_slope(net, eta):
     """Negative slope ``a`` in ``(0, 1)`` with ``M_{f, C_a}(0) = eta`` (Zhang et al. §4.1).
 
@@ -233,6 +238,15 @@ def tat_negative_slope(net, eta):
     Raises:
         UnreachableTargetError: ``eta`` above the ReLU value (too shallow a network).
     """
+    depth = chain_depth(net)
+    depth = depth if depth is not None else net.n_nonlinear
+    if depth > MAX_WALK_DEPTH:
+        from ..errors import TransformError
+        raise TransformError(
+            f"TAT leaky ReLU on {net!r}: M_(f,C_a)(0) has no closed form, so each trial slope "
+            f"walks the network layer by layer (~0.3 ms per layer, ~60 trials); "
+            f"{depth} nonlinear layers exceed the limit of {MAX_WALK_DEPTH}")
+
     def one_minus_m(a):
         return 1.0 - net.subnet_max(0.0, lambda c: leaky_relu_c(c, a))
 
