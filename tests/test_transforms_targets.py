@@ -30,8 +30,8 @@ def _quad_c_slope(t, dps=50):
         points = [-mpmath.inf, *cuts, mpmath.inf]
         if "negative_slope" in p:   # leaky ReLU: phi' is the slope on each side
             s = mpmath.mpf(p["negative_slope"])
-            phi = lambda x: x if x >= 0 else s * x     # noqa: E731
-            dphi = lambda x: 1 if x >= 0 else s        # noqa: E731
+            phi = lambda x: x if x >= 0 else s * x
+            dphi = lambda x: 1 if x >= 0 else s
         else:
             phi, dphi = base.mp, (lambda x: base.mp(x, 1))
         e2 = mpmath.quad(lambda z: (phi(a * z + b) + d) ** 2 * mpmath.npdf(z), points)
@@ -123,3 +123,43 @@ def test_leaky_tat_depth_beyond_the_walk_limit_is_refused():
     from kernelshape.transforms._targets import MAX_WALK_DEPTH
     with pytest.raises(TransformError, match=f"exceed the limit of {MAX_WALK_DEPTH}"):
         tat(ks.activation("leaky_relu"), network=mlp(10**6))
+
+
+# -- cost of precise solves: a stated limit, the expected cost up front, progress ----------
+@pytest.mark.parametrize("method", [dks, tat])
+def test_digits_above_the_limit_are_refused(method):
+    # issue 13: solve tanh --digits 5000 ran for minutes with no word
+    from kernelshape.transforms._precise import MAX_DIGITS
+    with pytest.raises(PrecisionError, match=f"above the limit for solves, {MAX_DIGITS} digits"):
+        method(ks.activation("tanh"), network=mlp(10), digits=5000)
+    with pytest.raises(PrecisionError, match=str(MAX_DIGITS)):
+        method(ks.activation("tanh"), network=mlp(10), digits=MAX_DIGITS + 1)
+
+
+def test_cli_refuses_5000_digits(capsys):
+    from kernelshape import cli
+    status = cli.main(["solve", "tanh", "--digits", "5000"])
+    err = capsys.readouterr().err
+    assert status == 2 and "limit for solves" in err
+
+
+def test_moderately_long_solve_shows_progress_and_expected_cost(capsys, caplog):
+    import logging
+    with caplog.at_level(logging.INFO, logger="kernelshape.transforms"):
+        t = dks(ks.activation("tanh"), network=mlp(10), digits=34)
+    assert t.max_residual < 1e-29
+    assert any("at 34 digits: expected about" in r.getMessage() for r in caplog.records)
+    err = capsys.readouterr().err
+    assert "DKS polish, 34 digits" in err and "Newton step" in err
+
+
+def test_expensive_solves_warn_their_cost(caplog):
+    import logging
+
+    from kernelshape.transforms import _precise
+    with caplog.at_level(logging.INFO, logger="kernelshape.transforms"):
+        _precise.announce("DKS", ks.activation("tanh"), 150)
+        _precise.announce("DKS", ks.activation("tanh"), 20)
+    levels = [r.levelno for r in caplog.records]
+    assert levels == [logging.WARNING, logging.INFO]
+    assert "min" in caplog.records[0].getMessage()

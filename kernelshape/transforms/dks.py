@@ -139,7 +139,7 @@ def dks(phi, *, network, zeta: float = 1.5, q_slope: float | None = None,
         zeta: the global slope target ``max_f C_f'(1)``, ``> 1``.
         q_slope: the local Q'(1) target, ``> 0`` (default 1). ReLU drops the Q'(1)
             condition (as ``dks`` does), so a q_slope given for ReLU is an error.
-        digits: None for float64 (residuals about 1e-15); N >= 16 solves in mpmath to N
+        digits: None for float64 (residuals about 1e-15); N in [16, 200] solves in mpmath to N
             digits (residuals below 10^-(N-5)).
         start: optional ``(input_scale, input_shift)`` tried before the default starts,
             to pick one of several solutions (selu has two on most networks; see
@@ -204,11 +204,17 @@ def dks(phi, *, network, zeta: float = 1.5, q_slope: float | None = None,
         warnings.warn("DKS with ReLU is highly discouraged (input_shift is fixed and the "
                       "Q'(1) condition dropped); leaky ReLU is recommended instead",
                       ReluWarning, stacklevel=2)
+        if digits:
+            from ._precise import announce
+            announce("DKS", act, digits)
         params, level = _solve_relu(act, xi, digits)
         targets = {"zeta": zeta, "xi": xi}
         residuals = _residuals(act, params, {"Q(1)": 1.0, "C(0)": 0.0, "C'(1)": xi}, digits,
                                level)
     else:
+        if digits:
+            from ._precise import announce
+            announce("DKS", act, digits)
         params, level = _solve_smooth(act, q_slope, xi, digits, start)
         residuals = _residuals(act, params, {"Q(1)": 1.0, "Q'(1)": q_slope, "C(0)": 0.0,
                                              "C'(1)": xi}, digits, level)

@@ -209,7 +209,7 @@ def _edge(act, moments, sb2, zero_fixed):
     for (q0, v0), (q1, v1) in zip(zip(grid, values), zip(grid[1:], values[1:])):
         if v0 == 0.0 or v0 * v1 < 0:
             q = float(q0) if v0 == 0.0 else _bisect(h, float(q0), float(q1), v0)
-            e2, d2, qs = _stats(moments, q)
+            _, d2, qs = _stats(moments, q)
             rate = qs / d2     # sigma_w^2 Q'(q*) with sigma_w^2 = 1 / E[phi'^2]
             if abs(rate) <= 1.0 + MARGINAL:
                 return 1.0 / d2, q, False

@@ -179,7 +179,8 @@ def tat(phi, *, network, tau: float | None = None, eta: float | None = None,
         tau: curvature target, ``> 0`` (smooth activations only; default 0.3).
         eta: C(0) target in ``(0, 1)`` (leaky ReLU only; default 0.9). A target given
             for the other kind of activation is an error, never ignored.
-        digits: None for float64; N >= 16 solves in mpmath to N digits.
+        digits: None for float64; N in [16, 200] solves in mpmath to N digits (the cost
+            is logged up front, progress shown on stderr for long solves).
         start: optional ``(input_scale, input_shift, output_shift)`` from which Newton is
             tried first (smooth activations), to pick one of several solutions (asinh and
             softsign have several); if it does not converge to an accepted solution, the
@@ -238,6 +239,9 @@ def tat(phi, *, network, tau: float | None = None, eta: float | None = None,
     if start is not None:
         start = cm.check_start("TAT", start, ("input_scale", "input_shift", "output_shift"))
     tau_local = local_curvature(net, tau, digits)   # an mpf with digits
+    if digits:
+        from ._precise import announce
+        announce("TAT", act, digits)
     params, level = _solve_smooth(act, tau_local, digits, start)
     conditions = {"Q(1)": 1.0, "Q'(1)": 1.0, "C'(1)": 1.0, "C''(1)": tau_local}
     if digits:
