@@ -5,9 +5,15 @@ For a described network (not a bare ``subnet_max`` function) the maximal slope f
 coefficients (one per subnetwork, each with value 1 at ``xi = 1``), so ``mu(xi) = zeta`` is
 solved as the smallest root over those polynomials, each by Newton's method from ``xi = 1``
 (convex and increasing: the iterates approach the root monotonically from above). A chain
-of ``L`` nonlinear layers gives the monomial ``xi^L`` and so ``xi = zeta^(1/L)`` directly.
+of ``L`` nonlinear layers gives the monomial ``xi^L`` and so ``xi = zeta^(1/L)`` directly;
+``mlp(L)`` is recognised without walking its layers (closed forms in O(1): ``mlp(10**6)``
+solves in seconds), other networks build their polynomials sparsely (O(layers x terms)).
 The maximal curvature function is linear in ``t`` (``M_{f, y -> t + y}(0) = K t``), so
 ``tau_local = tau / K``. Bare functions are solved by bracketing and bisection-secant steps.
+
+With ``digits=N`` every target is an ``mpmath.mpf`` to ``N`` digits (computed at ``N + 10``):
+closed forms for ``mlp(L)``, else Newton in mpmath on the network's own ``subnet_max`` from
+the float64 root; a float target given by the user is taken as its exact binary value.
 """
 
 from __future__ import annotations
