@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("activation", metavar="ACT", help="built-in name or expression in x")
     p.add_argument("--method", choices=("dks", "tat", "eoc"), default="dks")
     p.add_argument("--zeta", type=float, default=1.5, help="DKS global slope target")
-    p.add_argument("--q-slope", type=float, default=None, help="DKS Q'(1) target (default 1)")
+    p.add_argument("--q-slope", type=float, default=1.0, help="DKS Q'(1) target")
     p.add_argument("--tau", type=float, default=None, help="TAT curvature target (smooth)")
     p.add_argument("--eta", type=float, default=None, help="TAT leaky ReLU C(0) target")
     p.add_argument("--sigma-b", type=float, default=0.0, help="EOC bias standard deviation")
