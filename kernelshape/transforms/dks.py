@@ -138,7 +138,8 @@ def dks(phi, *, network, zeta: float = 1.5, q_slope: float | None = None,
             ``dks``-style ``subnet_max_func(x, r_fn)``.
         zeta: the global slope target ``max_f C_f'(1)``, ``> 1``.
         q_slope: the local Q'(1) target, ``> 0`` (default 1). ReLU drops the Q'(1)
-            condition (as ``dks`` does), so a q_slope given for ReLU is an error.
+            condition (as ``dks`` does), so a q_slope other than 1 given for ReLU is an
+            error.
         digits: None for float64 (residuals about 1e-15); N in [16, 200] solves in mpmath to N
             digits (residuals below 10^-(N-5)).
         start: optional ``(input_scale, input_shift)`` tried before the default starts,
@@ -197,7 +198,8 @@ def dks(phi, *, network, zeta: float = 1.5, q_slope: float | None = None,
         residuals = leaky_residuals(params, {"Q(1)": 1.0, "Q'(1)": q_slope, "C(0)": 0.0,
                                              "C'(1)": xi}, digits)
     elif cm.info(act)["relu"]:
-        if q_slope_given:
+        # q_slope = 1 (the default, which the CLI passes explicitly) asks for nothing
+        if q_slope_given and q_slope != 1.0:
             raise TransformError(
                 f"DKS with ReLU drops the Q'(1) condition (its input shift is fixed at +-1), "
                 f"so q_slope={q_slope!r} would be ignored; leave it out, or use leaky ReLU")
