@@ -124,6 +124,62 @@ def test_dks_start_picks_a_solution():
         _check_mp(t)
 
 
+@pytest.mark.parametrize("net", ["resnet101_0.6", "resnet50_0.0"])
+def test_selu_start_near_the_small_root_gives_that_root(net):
+    # selu has two DKS solutions on these networks (input_scale ~0.11-0.13 with a negative
+    # shift, and ~0.9-1.05 with shift ~1.4-1.8). Starts anywhere near the small one give
+    # one and the same exact root (not a point of a cloud): the float64 solves agree to
+    # 1e-13, and the 30-digit solve from the same start is that root (to 1e-12: residuals
+    # of 1e-15 move the parameters by up to 1e-13 here, output_scale ~7 at input_scale ~0.1)
+    network = NETWORKS[net]
+    starts = [(0.1, -0.3), (0.12, -0.35), (0.14, -0.25)]
+    solves = [dks(_act("selu"), network=network, start=s) for s in starts]
+    for t in solves:
+        assert t.max_residual <= 1e-14
+        assert 0.1 < t.params["input_scale"] < 0.14 and t.params["input_shift"] < -0.2
+        for key, value in t.params.items():
+            assert abs(value - solves[0].params[key]) <= 1e-13 * (1 + abs(value)), key
+    exact = dks(_act("selu"), network=network, start=starts[0], digits=30)
+    for key, value in exact.params.items():
+        assert abs(float(value) - solves[0].params[key]) <= 1e-12 * (1 + abs(float(value)))
+
+
+def _mp_dks_conditions(t, dps):
+    """Q(1), Q'(1), C(0), C'(1) of ``t`` by ``mpmath.quad`` at ``dps`` digits on the base
+    activation's ``phi.mp`` with the solved parameters, split at the kinks (independent of
+    the solver's quadrature and of Transform.activation)."""
+    p = t.params
+    with mpmath.workdps(dps):
+        a, b = mpmath.mpf(p["input_scale"]), mpmath.mpf(p["input_shift"])
+        d, g = mpmath.mpf(p["output_shift"]), mpmath.mpf(p["output_scale"])
+        cuts = sorted((mpmath.mpf(k.location) - b) / a for k in t.base.kinks)
+        points = [-mpmath.inf, *cuts, mpmath.inf]
+
+        def e(fn):
+            return mpmath.quad(lambda z: fn(z) * mpmath.npdf(z), points)
+        q1 = e(lambda z: (g * (t.base.mp(a * z + b) + d)) ** 2)
+        qs = e(lambda z: g * g * a * (t.base.mp(a * z + b) + d) * t.base.mp(a * z + b, 1) * z)
+        m = e(lambda z: g * (t.base.mp(a * z + b) + d))
+        cs = e(lambda z: (g * a * t.base.mp(a * z + b, 1)) ** 2) / q1
+        return {"Q(1)": q1, "Q'(1)": qs, "C(0)": m * m / q1, "C'(1)": cs}
+
+
+@pytest.mark.parametrize("net", ["resnet101_0.6", "resnet50_0.0"])
+def test_selu_both_roots_meet_the_conditions_in_mpmath(net):
+    # both DKS solutions of selu, solved at 30 digits, re-checked by mpmath.quad at 40
+    # digits: every condition to 1e-25 (the digits=N claim: 10^-(N-5))
+    network = NETWORKS[net]
+    large = dks(_act("selu"), network=network, digits=30)
+    small = dks(_act("selu"), network=network, start=(0.1, -0.3), digits=30)
+    assert large.params["input_scale"] > 0.9 and large.params["input_shift"] > 1.3
+    assert small.params["input_scale"] < 0.14 and small.params["input_shift"] < -0.2
+    for t in (large, small):
+        values = _mp_dks_conditions(t, 40)
+        with mpmath.workdps(40):    # the targets are mpf at the solve's precision
+            for r in t.residuals:
+                assert abs(values[r.condition] - mpmath.mpf(r.target)) <= 1e-25, r
+
+
 def test_tat_start_picks_a_solution():
     # asinh has several TAT solutions on mlp(50): the default search returns dks's
     # (input_scale ~0.158); start= near another gives input_scale ~0.177; both exact roots
@@ -368,3 +424,33 @@ def test_dks_style_callable_network():
     b = dks(_act("tanh"), network=mlp(7))
     assert a.targets["xi"] == pytest.approx(b.targets["xi"], rel=1e-15)
     assert a.params["input_scale"] == pytest.approx(b.params["input_scale"], rel=1e-12)
+
+
+# -- a target that does not belong to the method or activation is an error ---------------
+def test_tat_eta_for_smooth_activation_is_an_error():
+    # was: eta silently ignored (the tau default solved instead)
+    with pytest.raises(TransformError, match=r"eta=0\.9 would be ignored.*tau"):
+        tat(_act("softplus"), network=mlp(50), eta=0.9)
+
+
+def test_tat_tau_for_leaky_relu_is_an_error():
+    # was: the eta default used, and on a shallow network an error about an eta never given
+    with pytest.raises(TransformError, match=r"leaky ReLU targets eta.*tau=0\.3"):
+        tat(_act("leaky_relu"), network=mlp(50), tau=0.3)
+    with pytest.raises(TransformError, match=r"tau=0\.3"):
+        tat(_act("leaky_relu"), network=mlp(10), tau=0.3)
+
+
+def test_tat_defaults_still_apply():
+    smooth = tat(_act("softplus"), network=mlp(50))
+    assert smooth.targets["tau"] == 0.3
+    leaky = tat(_act("leaky_relu"), network=mlp(50))
+    assert leaky.targets["eta"] == 0.9
+
+
+def test_dks_q_slope_for_relu_is_an_error():
+    # was: ignored (ReLU drops the Q'(1) condition)
+    with pytest.raises(TransformError, match=r"q_slope=0\.5 would be ignored"):
+        dks(_act("relu"), network=mlp(50), q_slope=0.5)
+    with pytest.warns(ReluWarning):
+        assert "q_slope" not in dks(_act("relu"), network=mlp(50)).targets

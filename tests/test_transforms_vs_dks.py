@@ -147,53 +147,10 @@ def test_end_to_end_agrees(name):
                   1e-6)
 
 
-def _branch(params):
-    """selu under DKS has two solutions on these networks: input_scale ~0.1 with a negative
-    shift ("small"), and input_scale ~1 with shift ~1.5 ("large")."""
-    return "large" if _canonical("selu", params)["input_shift"] > 0.5 else "small"
-
-
-def _dks_local_nudged(name, target, seed):
-    """dks's local DKS solve with its quadrature weights moved by one ulp each (random
-    signs from ``seed``); the rule is restored afterwards."""
-    np = pytest.importorskip("numpy")
-    at._precompute_or_load_roots(at._QUADRATURE_ORDER)
-    cache = at._cached_roots_legendre.cache
-    nodes, weights = cache[at._QUADRATURE_ORDER]
-    signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=np.shape(weights))
-    cache[at._QUADRATURE_ORDER] = (nodes, np.asarray(weights) * (1 + signs * 2.0**-52))
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            p = at._solve_for_activation_params(name, 1.0, 0.0, target, None, None)
-    finally:
-        cache[at._QUADRATURE_ORDER] = (nodes, weights)
-    return {k: float(v) for k, v in p.items()}
-
-
-def test_selu_dks_branch_is_decided_by_rounding():
-    # selu's phi' jumps at 0, so dks's unsplit quadrature puts an error of ~3e-4 into C'(1)
-    # that oscillates with its node spacing; near the large solution its hybr meets a cloud
-    # of roots (or none it can converge to) and falls through to its next start. Moving
-    # every weight of dks's rule by one ulp changes which solution it returns here (and, end
-    # to end, on resnet101_0.6): there is no dks branch to follow, so kernelshape keeps its
-    # own start order and offers start= to pick the other solution.
-    t = dks(_act("selu"), network=NETWORKS["resnet50_0.0"])
-    plain = _dks_local("dks", "selu", t.targets["xi"])
-    nudged = _dks_local_nudged("selu", t.targets["xi"], seed=1)
-    assert {_branch(plain), _branch(nudged)} == {"small", "large"}
-    assert _branch(t.params) == "large"
-    _assert_close(t.params, _canonical("selu", nudged), 5e-3)   # dks's ~3e-3 cloud
-
-
-def test_selu_start_picks_the_small_branch():
-    # dks returns the small solution on resnet101_0.6 (kernelshape's starts reach the large
-    # one first); start= near it gives the exact root next to dks's point
-    t = dks(_act("selu"), network=NETWORKS["resnet101_0.6"], start=(0.1, -0.3))
-    assert t.max_residual <= 1e-14
-    theirs = _dks_local("dks", "selu", t.targets["xi"])
-    assert _branch(theirs) == _branch(t.params) == "small"
-    _assert_close(t.params, _canonical("selu", theirs), 5e-4)
+# selu under DKS has two solutions on most networks, and which one dks returns is decided
+# by the rounding of its quadrature (benchmarks/study_selu_branch.py shows it, with the
+# package versions it ran on); kernelshape's own behaviour there (start= picks a root, both
+# roots exact in mpmath) is tested in tests/test_transforms.py.
 
 
 @pytest.mark.parametrize("net", ["mlp50", "resnet101_0.6", "resnet50_0.0"])

@@ -37,7 +37,12 @@ def mlp(depth: int) -> Network:
         mlp(depth=10)
     """
     depth = _check_depth(depth)
-    return _Chain([_NONLINEAR] * depth, label=f"mlp(depth={depth})")
+    net = _Chain([_NONLINEAR] * depth, label=f"mlp(depth={depth})")
+    # Marks a chain of identical nonlinear layers: the transforms' targets use its closed
+    # forms (mu(xi) = xi^depth, M_{f, y -> t + y}(0) = depth t) instead of a depth-step
+    # walk (issue 14.7: mlp(10**6) took minutes).
+    net._mlp_depth = depth
+    return net
 
 
 def resnet(depth: int, shortcut_weight: float = 0.0, *, version: str = "v2") -> Network:

@@ -210,12 +210,20 @@ def check_activation(phi, method, *, solvable=()):
 
 
 def check_digits(digits):
+    """None, or an integer in ``[16, MAX_DIGITS]`` (PrecisionError naming the limit)."""
     from ..errors import PrecisionError
+    from ._precise import MAX_DIGITS, _duration, expected_seconds
     if digits is None:
         return None
     if isinstance(digits, bool) or not isinstance(digits, numbers.Integral) or digits < 16:
         raise PrecisionError(f"digits must be None (float64) or an integer >= 16, got "
                              f"{digits!r}")
+    if digits > MAX_DIGITS:
+        raise PrecisionError(
+            f"digits={digits} is above the limit for solves, {MAX_DIGITS} digits: the "
+            f"mpmath quadrature's cost grows like digits^2.2 (about "
+            f"{_duration(expected_seconds(MAX_DIGITS))} at {MAX_DIGITS} digits, "
+            f"{_duration(expected_seconds(int(digits)))} at {digits})")
     return int(digits)
 
 

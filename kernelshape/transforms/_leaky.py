@@ -46,7 +46,10 @@ def _conditions(a, b, q_slope, xi, mp=False):
 
 
 def solve_leaky_dks(q_slope, xi, digits):
-    """DKS for leaky ReLU: negative slope and input shift; returns ``dks``-named params."""
+    """DKS for leaky ReLU: negative slope and input shift; returns ``dks``-named params.
+    ``xi`` may be an mpf (digits): float64 Newton on its rounding, then mpmath on it."""
+    xi_mp, xi = xi, float(xi)
+
     def fun(x):
         a, b = x
         if not (math.isfinite(a) and math.isfinite(b)) or abs(b) > 30:
@@ -84,7 +87,7 @@ def solve_leaky_dks(q_slope, xi, digits):
             xv = [mpmath.mpf(a), mpmath.mpf(b)]
             J = mpmath.matrix(fun(np.array([a, b]))[1].tolist())
             for _ in range(2 + digits // 12):
-                F = mpmath.matrix(_conditions(xv[0], xv[1], q_slope, xi, mp=True))
+                F = mpmath.matrix(_conditions(xv[0], xv[1], q_slope, mpmath.mpf(xi_mp), mp=True))
                 step = mpmath.lu_solve(J, -F)
                 xv = [xv[0] + step[0], xv[1] + step[1]]
             a, b = xv

@@ -127,7 +127,7 @@ def _converge(maps, x, targets, fixed_b=None):
         level += 1
 
 
-def dks(phi, *, network, zeta: float = 1.5, q_slope: float = 1.0,
+def dks(phi, *, network, zeta: float = 1.5, q_slope: float | None = None,
         digits: int | None = None, start=None) -> Transform:
     """Solve the DKS transform of ``phi`` for ``network`` (Martens et al. 2021, §4-5).
 
@@ -137,8 +137,10 @@ def dks(phi, *, network, zeta: float = 1.5, q_slope: float = 1.0,
         network: a network (:func:`~kernelshape.networks.mlp`, ``resnet``, ...) or a
             ``dks``-style ``subnet_max_func(x, r_fn)``.
         zeta: the global slope target ``max_f C_f'(1)``, ``> 1``.
-        q_slope: the local Q'(1) target, ``> 0`` (ignored for ReLU, as in ``dks``).
-        digits: None for float64 (residuals about 1e-15); N >= 16 solves in mpmath to N
+        q_slope: the local Q'(1) target, ``> 0`` (default 1). ReLU drops the Q'(1)
+            condition (as ``dks`` does), so a q_slope other than 1 given for ReLU is an
+            error.
+        digits: None for float64 (residuals about 1e-15); N in [16, 200] solves in mpmath to N
             digits (residuals below 10^-(N-5)).
         start: optional ``(input_scale, input_shift)`` tried before the default starts,
             to pick one of several solutions (selu has two on most networks; see
@@ -152,7 +154,7 @@ def dks(phi, *, network, zeta: float = 1.5, q_slope: float = 1.0,
 
     Raises:
         TransformError: bad zeta / q_slope / start, leaky ReLU with a fixed slope, a
-            start for the ReLU family.
+            start for the ReLU family, q_slope for ReLU.
         UnreachableTargetError: linear activations; targets no parameters reach (names the
             condition and the closest value).
         FreeParameterError: free parameters DKS does not solve.
@@ -164,7 +166,8 @@ def dks(phi, *, network, zeta: float = 1.5, q_slope: float = 1.0,
         (True, True)
     """
     zeta = cm.check_real("zeta", zeta, low=1.0)
-    q_slope = cm.check_real("q_slope", q_slope, low=0.0)
+    q_slope_given = q_slope is not None
+    q_slope = cm.check_real("q_slope", 1.0 if q_slope is None else q_slope, low=0.0)
     digits = cm.check_digits(digits)
     net = cm.network_of(network)
     act = cm.as_activation(phi)
@@ -186,21 +189,34 @@ def dks(phi, *, network, zeta: float = 1.5, q_slope: float = 1.0,
             raise TransformError("DKS: start= is for activations whose input scale and "
                                  "shift are both solved, not the ReLU family")
         start = cm.check_start("DKS", start, ("input_scale", "input_shift"))
-    xi = local_slope(net, zeta)
+    # the exact target at the requested precision (an mpf with digits); the float64
+    # stages solve for its rounding, the mpmath polish for the target itself
+    xi = local_slope(net, zeta, digits)
     targets = {"zeta": zeta, "q_slope": q_slope, "xi": xi}
     if leaky:
         params = solve_leaky_dks(q_slope, xi, digits)
         residuals = leaky_residuals(params, {"Q(1)": 1.0, "Q'(1)": q_slope, "C(0)": 0.0,
                                              "C'(1)": xi}, digits)
     elif cm.info(act)["relu"]:
+        # q_slope = 1 (the default, which the CLI passes explicitly) asks for nothing
+        if q_slope_given and q_slope != 1.0:
+            raise TransformError(
+                f"DKS with ReLU drops the Q'(1) condition (its input shift is fixed at +-1), "
+                f"so q_slope={q_slope!r} would be ignored; leave it out, or use leaky ReLU")
         warnings.warn("DKS with ReLU is highly discouraged (input_shift is fixed and the "
                       "Q'(1) condition dropped); leaky ReLU is recommended instead",
                       ReluWarning, stacklevel=2)
+        if digits:
+            from ._precise import announce
+            announce("DKS", act, digits)
         params, level = _solve_relu(act, xi, digits)
         targets = {"zeta": zeta, "xi": xi}
         residuals = _residuals(act, params, {"Q(1)": 1.0, "C(0)": 0.0, "C'(1)": xi}, digits,
                                level)
     else:
+        if digits:
+            from ._precise import announce
+            announce("DKS", act, digits)
         params, level = _solve_smooth(act, q_slope, xi, digits, start)
         residuals = _residuals(act, params, {"Q(1)": 1.0, "Q'(1)": q_slope, "C(0)": 0.0,
                                              "C'(1)": xi}, digits, level)
@@ -217,12 +233,13 @@ def _solve_smooth(act, q_slope, xi, digits, start=None):
     maps = cm.LastCall(functools.partial(local_maps, moments))
     center = cm.info(act)["odd_center"]
     starts = [start, *_STARTS] if start is not None else _STARTS
-    tries = (_converge(maps, x0, (q_slope, xi)) for x0 in starts
+    xi_f = float(xi)
+    tries = (_converge(maps, x0, (q_slope, xi_f)) for x0 in starts
              # phi odd about (0, c): F is even in beta, its Jacobian singular at beta = 0
              # (a start the caller gave is tried all the same)
              if center is None or x0[1] != 0.0 or x0 is start)
     a, b, mean, gamma, level = _first_solution(
-        act, moments, maps, tries, ("Q'(1)", "C'(1)"), (q_slope, xi),
+        act, moments, maps, tries, ("Q'(1)", "C'(1)"), (q_slope, xi_f),
         fold_shift=center is not None)
     params = {"input_scale": a, "input_shift": b, "output_shift": -mean, "output_scale": gamma}
     if digits:
@@ -235,11 +252,12 @@ def _solve_smooth(act, q_slope, xi, digits, start=None):
 def _solve_relu(act, xi, digits):
     moments = cm.moments_of(act)
     maps = cm.LastCall(functools.partial(local_maps, moments))
-    b = 1.0 if xi < RELU_SHIFT_LIMIT else -1.0
-    runs = (_converge(maps, [a0], (1.0, xi), fixed_b=b) for a0 in (1.0, 0.1))
+    xi_f = float(xi)
+    b = 1.0 if xi_f < RELU_SHIFT_LIMIT else -1.0
+    runs = (_converge(maps, [a0], (1.0, xi_f), fixed_b=b) for a0 in (1.0, 0.1))
     tries = (([x[0], b], F, ok, level) for x, F, ok, level in runs)
-    a, b, mean, gamma, level = _first_solution(act, moments, maps, tries, ("C'(1)",), (xi,),
-                                               fold_shift=False)
+    a, b, mean, gamma, level = _first_solution(act, moments, maps, tries, ("C'(1)",),
+                                               (xi_f,), fold_shift=False)
     delta = -mean
     if digits:
         from ._precise import output_params, polish_relu

@@ -159,7 +159,13 @@ def _converge(maps, moments, x, tau_local):
         level += 1
 
 
-def tat(phi, *, network, tau: float = 0.3, eta: float = 0.9,
+#: Default targets (the ``dks`` package's): curvature ``tau`` for smooth activations,
+#: ``eta`` = M_{f, C_a}(0) for leaky ReLU.
+DEFAULT_TAU = 0.3
+DEFAULT_ETA = 0.9
+
+
+def tat(phi, *, network, tau: float | None = None, eta: float | None = None,
         digits: int | None = None, start=None) -> Transform:
     """Solve the TAT transform of ``phi`` for ``network`` (Zhang et al. 2022, §4).
 
@@ -170,9 +176,11 @@ def tat(phi, *, network, tau: float = 0.3, eta: float = 0.9,
     Args:
         phi: an Activation, built-in name or expression text.
         network: a network or a ``dks``-style ``subnet_max_func(x, r_fn)``.
-        tau: curvature target, ``> 0`` (smooth activations).
-        eta: C(0) target in ``(0, 1)`` (leaky ReLU).
-        digits: None for float64; N >= 16 solves in mpmath to N digits.
+        tau: curvature target, ``> 0`` (smooth activations only; default 0.3).
+        eta: C(0) target in ``(0, 1)`` (leaky ReLU only; default 0.9). A target given
+            for the other kind of activation is an error, never ignored.
+        digits: None for float64; N in [16, 200] solves in mpmath to N digits (the cost
+            is logged up front, progress shown on stderr for long solves).
         start: optional ``(input_scale, input_shift, output_shift)`` from which Newton is
             tried first (smooth activations), to pick one of several solutions (asinh and
             softsign have several); if it does not converge to an accepted solution, the
@@ -183,8 +191,8 @@ def tat(phi, *, network, tau: float = 0.3, eta: float = 0.9,
         ``tau_local`` (smooth) or ``eta`` (leaky ReLU).
 
     Raises:
-        TransformError: bad tau / eta / start; ReLU (use leaky ReLU); a start for
-            leaky ReLU.
+        TransformError: bad tau / eta / start; tau for leaky ReLU or eta for a smooth
+            activation; ReLU (use leaky ReLU); a start for leaky ReLU.
         UnsupportedError: activations with kinks (C''(1) is infinite) other than leaky ReLU.
         UnreachableTargetError: eta above what the network reaches, or a condition the
             activation cannot meet (named, with the closest value).
@@ -199,6 +207,11 @@ def tat(phi, *, network, tau: float = 0.3, eta: float = 0.9,
     net = cm.network_of(network)
     act = cm.as_activation(phi)
     if cm.info(act)["leaky"]:
+        if tau is not None:
+            raise TransformError(
+                f"TAT for leaky ReLU targets eta (M_(f,C)(0)), not the curvature tau; got "
+                f"tau={tau!r}: pass eta=... (default {DEFAULT_ETA}) instead")
+        eta = DEFAULT_ETA if eta is None else eta
         if start is not None:
             raise TransformError("TAT: start= is for smooth activations; leaky ReLU's "
                                  "negative slope is found by bisection")
@@ -210,7 +223,12 @@ def tat(phi, *, network, tau: float = 0.3, eta: float = 0.9,
                 "(activation('leaky_relu')) instead of fixing it to "
                 f"{act.values.get('negative_slope')!r}")
         return _tat_leaky(act, net, eta, digits)
-    tau = cm.check_real("tau", tau, low=0.0)
+    if eta is not None:
+        raise TransformError(
+            f"TAT targets eta only for leaky ReLU (activation('leaky_relu'), slope left "
+            f"free); {act.expr} is solved for the curvature tau, so eta={eta!r} would be "
+            f"ignored: pass tau=... (default {DEFAULT_TAU}) instead")
+    tau = cm.check_real("tau", DEFAULT_TAU if tau is None else tau, low=0.0)
     act = cm.check_activation(act, "TAT")
     if cm.info(act)["relu"]:
         raise TransformError("TAT does not support ReLU (its C''(1) is infinite); use "
@@ -220,7 +238,10 @@ def tat(phi, *, network, tau: float = 0.3, eta: float = 0.9,
         cm.unsupported_kink(act, "TAT", "C''(1)")
     if start is not None:
         start = cm.check_start("TAT", start, ("input_scale", "input_shift", "output_shift"))
-    tau_local = local_curvature(net, tau)
+    tau_local = local_curvature(net, tau, digits)   # an mpf with digits
+    if digits:
+        from ._precise import announce
+        announce("TAT", act, digits)
     params, level = _solve_smooth(act, tau_local, digits, start)
     conditions = {"Q(1)": 1.0, "Q'(1)": 1.0, "C'(1)": 1.0, "C''(1)": tau_local}
     if digits:
@@ -336,6 +357,7 @@ def _emulated_branch(act, moments, maps, tau_local):
 
 
 def _solve_smooth(act, tau_local, digits, first=None):
+    tau_mp, tau_local = tau_local, float(tau_local)
     moments = cm.moments_of(act)
     maps = cm.LastCall(functools.partial(local_maps, moments))
     center = cm.info(act)["odd_center"]
@@ -392,7 +414,7 @@ def _solve_smooth(act, tau_local, digits, first=None):
             pb, p1b, _ = moments.derivatives(bv)
             J = local_maps(moments, av, bv, pb + dv, level=level)[1]
             return [[row[0], row[1] + p1b * row[2], row[2]] for row in J]
-        params = polish_tat(act, params, tau_local, digits, jac)
+        params = polish_tat(act, params, tau_mp, digits, jac)
     return params, level
 
 
