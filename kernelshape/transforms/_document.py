@@ -33,14 +33,15 @@ from ..activations import Activation
 from ..errors import DocumentError, ExpressionError, KernelShapeError
 from ..parsing import parse_expression, parse_srepr
 from ._leaky import leaky_residuals
-from ._precise import residuals_mp
+from ._precise import MAX_DIGITS, residuals_mp
 from .dks import residuals_float
 from .result import PARAM_KEYS
 
 __all__ = ["MAX_DOCUMENT_DIGITS", "read_document"]
 
-#: Largest ``digits`` a document may state (and significant digits of one number).
-MAX_DOCUMENT_DIGITS = 5000
+#: Largest ``digits`` a document may state: what a solve may ask for, since loading re-evaluates
+#: every residual at the stated precision (a larger claim would make loading the long work).
+MAX_DOCUMENT_DIGITS = MAX_DIGITS
 #: Longest text field (expression, srepr, network description).
 MAX_TEXT = 50_000
 #: Longest activation name and parameter name.
