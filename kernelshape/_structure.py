@@ -30,8 +30,8 @@ import sympy as sp
 from .errors import ExpressionError, NotRealError, UnsupportedError
 from .parsing import X
 
-__all__ = ["JUMP_TOLERANCE", "MAX_BREAKPOINTS", "Structure", "analyse", "poles",
-           "removable_patch"]
+__all__ = ["JUMP_TOLERANCE", "MAX_BREAKPOINTS", "MAX_DERIVATIVE_OPS", "MAX_NESTING",
+           "Structure", "analyse", "check_size", "classify", "poles", "removable_patch"]
 
 #: Relative size below which a jump that sympy cannot decide exactly counts as zero.
 JUMP_TOLERANCE = 1e-30
@@ -41,6 +41,15 @@ MAX_BREAKPOINTS = 64
 
 #: Most switching sub-expressions (each costs one ``solveset``).
 MAX_SWITCHES = 256
+
+#: Deepest nesting of function applications (``tanh(tanh(...))``, ``exp(sin(...))``).
+MAX_NESTING = 20
+
+#: Largest first derivative of a branch, in sympy operations (``count_ops``). numba compiles
+#: phi, phi' and phi'' of every branch, and phi'' grows about as phi' times the nesting:
+#: 16 nested tanh (183 operations) take ~25 s to compile on a busy two-core machine,
+#: 30 nested tanh (phi'' printed as 119,000 characters) several minutes.
+MAX_DERIVATIVE_OPS = 250
 
 _SWITCHES = (sp.Abs, sp.Max, sp.Min, sp.sign, sp.Heaviside, sp.Piecewise)
 
@@ -69,8 +78,43 @@ class Structure:
         return tuple(float(p) for p in self.points)
 
 
+def check_size(expr: sp.Expr) -> None:
+    """Refuse expressions whose derivatives would be too large to compile in bounded time.
+
+    Raises:
+        ExpressionError: naming the limit (:data:`MAX_NESTING` or :data:`MAX_DERIVATIVE_OPS`).
+    """
+    depth = {}
+    for node in sp.postorder_traversal(expr):
+        inner = max((depth.get(a, 0) for a in node.args), default=0)
+        nested = isinstance(node, sp.Function) or (
+            isinstance(node, sp.Pow) and not node.args[1].is_Integer)
+        depth[node] = inner + nested
+        if depth[node] > MAX_NESTING:
+            raise ExpressionError(
+                f"functions nested more than {MAX_NESTING} deep in {_clip(expr)}; at most "
+                f"{MAX_NESTING} nested function applications are supported (the derivatives "
+                "the maps need grow with the nesting)")
+
+
+def check_derivative_size(branch: sp.Expr) -> None:
+    """Refuse a branch whose first derivative exceeds :data:`MAX_DERIVATIVE_OPS` operations."""
+    ops = sp.count_ops(sp.diff(branch, X))
+    if ops > MAX_DERIVATIVE_OPS:
+        raise ExpressionError(
+            f"the derivative of {_clip(branch)} has {ops} operations; at most "
+            f"{MAX_DERIVATIVE_OPS} are supported (phi, phi' and phi'' are compiled to "
+            "machine code, and compiling grows with their size)")
+
+
+def _clip(expr):
+    text = sp.sstr(expr)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def analyse(expr: sp.Expr) -> Structure:
     """Breakpoints and one analytic branch per interval between them."""
+    check_size(expr)
     points = _breakpoints(expr)
     branches, index, interval_branch = [], {}, []
     for i in range(len(points) + 1):
@@ -79,6 +123,7 @@ def analyse(expr: sp.Expr) -> Structure:
         if branch.has(*_SWITCHES):
             raise UnsupportedError(f"cannot split {expr} into analytic pieces")
         if branch not in index:
+            check_derivative_size(branch)
             index[branch] = len(branches)
             branches.append(branch)
         interval_branch.append(index[branch])
@@ -146,9 +191,9 @@ def _interior(points, i):
 
 
 def _sign_at(u, x0):
-    v = u.subs(X, x0)
-    if v == 0:
-        return 0
+    v = u.xreplace({X: x0})
+    if v.is_Rational:
+        return 1 if v > 0 else -1 if v < 0 else 0
     n = sp.N(v, 30)
     if not n.is_comparable:
         raise UnsupportedError(f"cannot decide the sign of {u} at x = {x0}")
@@ -176,7 +221,7 @@ def _resolve(expr, x0):
         s = _sign_at(args[0], x0)
         return sp.Integer(s > 0) if s else (args[1] if len(args) > 1 else sp.S.Half)
     if isinstance(expr, (sp.Max, sp.Min)):
-        values = [sp.N(a.subs(X, x0), 30) for a in args]
+        values = [sp.N(a.xreplace({X: x0}), 30) for a in args]
         pick = max if isinstance(expr, sp.Max) else min
         return args[values.index(pick(values))]
     return expr.func(*args)

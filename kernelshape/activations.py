@@ -378,13 +378,16 @@ class Activation:
         out = g * a**order * out + (g * d if order == 0 else 0.0)
         return out if arr.ndim else float(out)
 
-    @functools.lru_cache(maxsize=None)
     def _mp_branch(self, branch: int, order: int):
         # the exact branch formula (not the Taylor patch of a removable pole), with an exp
         # that refuses arguments whose result could not be held in memory; built per
         # derivative order on first use (phi'' of 20 nested tanh takes seconds to print)
-        expr = sp.diff(self._layout[1][branch], X, order)
-        return sp.lambdify(X, expr, modules=[_MP_GUARDED, "mpmath"])
+        cache = self.__dict__.setdefault("_mp_cache", {})
+        fn = cache.get((branch, order))
+        if fn is None:
+            expr = sp.diff(self._layout[1][branch], X, order)
+            fn = cache[branch, order] = sp.lambdify(X, expr, modules=[_MP_GUARDED, "mpmath"])
+        return fn
 
     def mp(self, x, order: int = 0):
         """phi (or a derivative, away from kinks) in mpmath at the current precision."""
