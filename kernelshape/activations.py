@@ -19,6 +19,8 @@ import mpmath
 import numpy as np
 import sympy as sp
 
+from . import _structure
+from ._builtins import BUILTIN_ACTIVATIONS, suggest
 from .errors import (
     ActivationError,
     ExpressionError,
@@ -28,12 +30,10 @@ from .errors import (
     MagnitudeError,
     NotRealError,
     UnknownNameError,
-    UnsupportedError,
 )
-from . import _structure
-from .parsing import BUILTIN_ACTIVATIONS, X, as_sympy, check_constants, parse_expression, suggest
+from .parsing import X, as_sympy, check_constants, parse_expression
 
-__all__ = ["Activation", "Kink", "activation", "builtins", "BUILTIN_FORMULAS"]
+__all__ = ["BUILTIN_FORMULAS", "Activation", "Kink", "activation", "builtins"]
 
 def _sym(name):
     return sp.Symbol(name, real=True)
@@ -54,7 +54,7 @@ DKS_NAMES = ("tanh", "softplus", "relu", "leaky_relu", "selu", "elu", "swish", "
 
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _builtin_formulas() -> dict[str, str]:
     return {name: str(build(*[_sym(p) for p in defaults]))
             for name, (build, defaults) in _BUILTINS.items()}
@@ -549,7 +549,8 @@ def activation(spec, *, parameters=(), name: str | None = None, **values) -> Act
 
     Args:
         spec: a name from :func:`builtins`, expression text in ``x`` (parsed safely, see
-            :mod:`kernelshape.parsing`), a sympy expression, or an :class:`Activation`.
+            :mod:`kernelshape.parsing`; built-in names work as functions there, e.g.
+            ``"swish(2*x) - 1"``), a sympy expression, or an :class:`Activation`.
         parameters: names of parameters in expression text besides ``x`` (left free unless
             given a value in ``values``).
         name: a label for display.
@@ -561,7 +562,12 @@ def activation(spec, *, parameters=(), name: str | None = None, **values) -> Act
 
     Raises:
         ActivationError: unknown built-in parameter or bad value.
-        ExpressionError: unparsable, unsafe or ambiguous expressions.
+        ExpressionError: unparsable, unsafe or ambiguous expressions, or expressions past
+            a work limit (nesting, derivative size, breakpoints; see
+            :mod:`kernelshape._structure`).
+        UnknownNameError: an unknown name; ``err.suggestions`` holds the closest known
+            names (``"tahn"`` -> ``("tanh", "tan")``).
+        MagnitudeError: a constant beyond float64's range.
 
     Example:
         >>> activation("leaky_relu", negative_slope=0.2)

@@ -20,7 +20,6 @@ built, so a tower like ``exp(exp(exp(10)))`` is refused before sympy tries to ev
 from __future__ import annotations
 
 import ast
-import difflib
 import math
 import re
 import sys
@@ -28,7 +27,13 @@ from collections.abc import Iterable
 
 import sympy as sp
 
-from .errors import ExpressionError, MagnitudeError, UnknownNameError, UnsafeExpressionError
+from ._builtins import BUILTIN_ACTIVATIONS, relu, sigmoid, softplus, suggest
+from .errors import (
+    ExpressionError,
+    MagnitudeError,
+    UnknownNameError,
+    UnsafeExpressionError,
+)
 
 __all__ = ["BUILTIN_ACTIVATIONS", "CONSTANTS", "FUNCTIONS", "MAX_MAGNITUDE", "X",
            "as_sympy", "check_constants", "parse_expression", "parse_srepr"]
@@ -40,18 +45,6 @@ MAX_LENGTH = 2000
 MAX_DEPTH = 60
 #: Largest size of a constant in an expression: float64's largest finite value.
 MAX_MAGNITUDE = sys.float_info.max
-
-
-def _relu(u):
-    return sp.Max(0, u)
-
-
-def _sigmoid(u):
-    return 1 / (1 + sp.exp(-u))
-
-
-def _softplus(u):
-    return sp.log(1 + sp.exp(u))
 
 
 def _where(cond, a, b):
@@ -70,84 +63,13 @@ FUNCTIONS = {
     "Heaviside": ((1, 2), lambda u, h0=sp.S.Half: sp.Heaviside(u, h0)),
     "max": ((2, None), sp.Max), "Max": ((2, None), sp.Max),
     "min": ((2, None), sp.Min), "Min": ((2, None), sp.Min),  # (2, None): two or more
-    "relu": (1, _relu), "sigmoid": (1, _sigmoid), "softplus": (1, _softplus),
+    "relu": (1, relu), "sigmoid": (1, sigmoid), "softplus": (1, softplus),
     "where": (3, _where),
     "Piecewise": (None, None),  # sympy's printed form: Piecewise((expr, cond), ..., (expr, True))
 }
 
 #: Constant names accepted in expression text.
 CONSTANTS = {"pi": sp.pi, "E": sp.E, "e": sp.E}
-
-_SELU_LAMBDA = sp.Float("1.0507009873554804934193349852946", 40)
-_SELU_ALPHA = sp.Float("1.6732632423543772848170429916717", 40)
-
-
-def _elu(u, alpha, scale=1):
-    return scale * sp.Piecewise((alpha * (sp.exp(u) - 1), u < 0), (u, True))
-
-
-#: The built-in activations as functions of their argument ``u``:
-#: name -> (builder(u, *parameters), {parameter: default, or None when it has none}).
-BUILTIN_ACTIVATIONS = {
-    "tanh": (sp.tanh, {}),
-    "softplus": (_softplus, {}),
-    "relu": (_relu, {}),
-    "leaky_relu": (
-        lambda u, negative_slope: sp.Piecewise((negative_slope * u, u < 0), (u, True)),
-        {"negative_slope": None}),
-    "selu": (lambda u: _elu(u, _SELU_ALPHA, _SELU_LAMBDA), {}),
-    "elu": (_elu, {"alpha": 1}),
-    "swish": (lambda u: u / (1 + sp.exp(-u)), {}),
-    "sigmoid": (_sigmoid, {}),
-    "erf": (sp.erf, {}),
-    "bentid": (lambda u: (sp.sqrt(u**2 + 1) - 1) / 2 + u, {}),
-    "atan": (sp.atan, {}),
-    "asinh": (sp.asinh, {}),
-    "square": (lambda u: u**2, {}),
-    "softsign": (lambda u: u / (1 + sp.Abs(u)), {}),
-    "gelu": (lambda u: u * (1 + sp.tanh(sp.sqrt(2 / sp.pi)
-                                        * (u + sp.Rational(44715, 10**6) * u**3))) / 2, {}),
-    "gelu_exact": (lambda u: u * (1 + sp.erf(u / sp.sqrt(2))) / 2, {}),
-    "mish": (lambda u: u * sp.tanh(_softplus(u)), {}),
-    "sin": (sp.sin, {}),
-    "cos": (sp.cos, {}),
-    "gaussian": (lambda u: sp.exp(-u**2 / 2), {}),
-    "identity": (lambda u: u, {}),
-}
-
-
-def suggest(name: str, candidates: Iterable[str]) -> tuple[str, ...]:
-    """Known names closest to ``name``, best first, at most three.
-
-    difflib proposes the candidates; they are ranked by edit distance (a swap of two
-    neighbouring letters counts as one edit) and only the closest ones are kept, so
-    ``tahn`` suggests ``tanh`` and ``tan``, not every name sharing three letters.
-
-    Example:
-        >>> suggest("tahn", ["tanh", "sin", "swish", "tan", "atan"])
-        ('tanh', 'tan')
-    """
-    close = difflib.get_close_matches(name, sorted(set(candidates)), n=6, cutoff=0.6)
-    if not close:
-        return ()
-    ranked = sorted(close, key=lambda c: (_edits(name, c), abs(len(c) - len(name))))
-    best = _edits(name, ranked[0])
-    return tuple(c for c in ranked if _edits(name, c) == best)[:3]
-
-
-def _edits(a: str, b: str) -> int:
-    """Optimal string alignment distance (Levenshtein plus adjacent swaps)."""
-    rows = [list(range(len(b) + 1))]
-    for i in range(1, len(a) + 1):
-        row = [i] + [0] * len(b)
-        for j in range(1, len(b) + 1):
-            cost = a[i - 1] != b[j - 1]
-            row[j] = min(rows[-1][j] + 1, row[j - 1] + 1, rows[-1][j - 1] + cost)
-            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
-                row[j] = min(row[j], rows[-2][j - 2] + 1)
-        rows.append(row)
-    return rows[-1][-1]
-
 
 def _did_you_mean(suggestions) -> str:
     return f"; did you mean {' or '.join(suggestions)}?" if suggestions else ""
