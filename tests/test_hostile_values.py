@@ -20,7 +20,6 @@ import kernelshape as ks
 from kernelshape import errors as E
 from kernelshape.transforms.result import Transform
 
-
 #: kernelshape._structure.MAX_BREAKPOINTS (checked in test_limits_are_named_in_the_error)
 MAX_BREAKPOINTS = 64
 
