@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import threading
 from pathlib import Path
 
@@ -64,13 +65,13 @@ class _MathPrinter(PythonCodePrinter):
         return f"_one_plus_tanh({self._print(expr.args[0])})"
 
     def _print_Float(self, expr):
-        return repr(float(expr))
+        return _finite(expr)
 
     def _print_Rational(self, expr):
-        return repr(float(expr))
+        return _finite(expr)
 
     def _print_Integer(self, expr):
-        return f"{int(expr)}.0" if abs(int(expr)) < 2**53 else repr(float(expr))
+        return f"{int(expr)}.0" if abs(int(expr)) < 2**53 else _finite(expr)
 
     def _print_Pow(self, expr, rational=False):
         base, exp = expr.args
@@ -84,6 +85,17 @@ class _MathPrinter(PythonCodePrinter):
         if exp == -sp.S.Half:
             return f"(1.0/math.sqrt({self._print(base)}))"
         return super()._print_Pow(expr, rational=rational)
+
+
+def _finite(number) -> str:
+    """A float64 literal; a constant beyond float64's range is an error, not ``inf``."""
+    value = float(number)
+    if not math.isfinite(value):
+        from .errors import MagnitudeError
+        raise MagnitudeError(
+            f"the constant {sp.Float(number, 5)} (in phi or a derivative of it) is beyond "
+            "float64's range; float64 evaluation and maps need smaller constants")
+    return repr(value)
 
 
 class _Erfc(sp.Function):

@@ -19,57 +19,34 @@ import mpmath
 import numpy as np
 import sympy as sp
 
+from . import _structure
+from ._builtins import BUILTIN_ACTIVATIONS, suggest
 from .errors import (
     ActivationError,
     ExpressionError,
     FreeParameterError,
     InfiniteMomentError,
+    KernelShapeError,
+    MagnitudeError,
     NotRealError,
-    UnsupportedError,
+    UnknownNameError,
 )
-from .parsing import X, as_sympy, parse_expression
+from .parsing import X, as_sympy, check_constants, parse_expression
 
-__all__ = ["Activation", "Kink", "activation", "builtins", "BUILTIN_FORMULAS"]
-
-_SELU_LAMBDA = sp.Float("1.0507009873554804934193349852946", 40)
-_SELU_ALPHA = sp.Float("1.6732632423543772848170429916717", 40)
-
+__all__ = ["BUILTIN_FORMULAS", "Activation", "Kink", "activation", "builtins"]
 
 def _sym(name):
     return sp.Symbol(name, real=True)
 
 
-def _elu(alpha, scale=1):
-    return scale * sp.Piecewise((alpha * (sp.exp(X) - 1), X < 0), (X, True))
+def _builder(build):
+    return lambda *params: build(X, *params)
 
 
-# name -> (expression builder taking parameter symbols, {parameter: default or None=free})
-_BUILTINS = {
-    "tanh": (lambda: sp.tanh(X), {}),
-    "softplus": (lambda: sp.log(1 + sp.exp(X)), {}),
-    "relu": (lambda: sp.Max(0, X), {}),
-    "leaky_relu": (
-        lambda negative_slope: sp.Piecewise((negative_slope * X, X < 0), (X, True)),
-        {"negative_slope": None}),
-    "selu": (lambda: _elu(_SELU_ALPHA, _SELU_LAMBDA), {}),
-    "elu": (lambda alpha: _elu(alpha), {"alpha": 1}),
-    "swish": (lambda: X / (1 + sp.exp(-X)), {}),
-    "sigmoid": (lambda: 1 / (1 + sp.exp(-X)), {}),
-    "erf": (lambda: sp.erf(X), {}),
-    "bentid": (lambda: (sp.sqrt(X**2 + 1) - 1) / 2 + X, {}),
-    "atan": (lambda: sp.atan(X), {}),
-    "asinh": (lambda: sp.asinh(X), {}),
-    "square": (lambda: X**2, {}),
-    "softsign": (lambda: X / (1 + sp.Abs(X)), {}),
-    "gelu": (lambda: X * (1 + sp.tanh(sp.sqrt(2 / sp.pi)
-                                      * (X + sp.Rational(44715, 10**6) * X**3))) / 2, {}),
-    "gelu_exact": (lambda: X * (1 + sp.erf(X / sp.sqrt(2))) / 2, {}),
-    "mish": (lambda: X * sp.tanh(sp.log(1 + sp.exp(X))), {}),
-    "sin": (lambda: sp.sin(X), {}),
-    "cos": (lambda: sp.cos(X), {}),
-    "gaussian": (lambda: sp.exp(-X**2 / 2), {}),
-    "identity": (lambda: X, {}),
-}
+# name -> (expression builder taking parameter symbols, {parameter: default or None=free});
+# the definitions live in the parser, where the same names work as functions in text
+_BUILTINS = {name: (_builder(build), defaults)
+             for name, (build, defaults) in BUILTIN_ACTIVATIONS.items()}
 
 #: The 16 activation names of the ``dks`` package (same definitions).
 DKS_NAMES = ("tanh", "softplus", "relu", "leaky_relu", "selu", "elu", "swish", "sigmoid",
@@ -77,7 +54,7 @@ DKS_NAMES = ("tanh", "softplus", "relu", "leaky_relu", "selu", "elu", "swish", "
 
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _builtin_formulas() -> dict[str, str]:
     return {name: str(build(*[_sym(p) for p in defaults]))
             for name, (build, defaults) in _BUILTINS.items()}
@@ -150,6 +127,7 @@ class Activation:
         expr = as_sympy(expr, "an activation expression")
         if not isinstance(expr, sp.Expr):
             raise ExpressionError(f"expected a sympy expression, got {type(expr).__name__}")
+        check_constants(expr)
         symbols = {s.name: s for s in expr.free_symbols}
         if X.name not in symbols:
             raise ExpressionError(f"expression {expr} does not depend on x")
@@ -259,50 +237,66 @@ class Activation:
                 f"{'is' if len(self.free) == 1 else 'are'} free; fix with .fix({hint}) or "
                 f"activation(..., {hint})")
 
-    # -- structure -----------------------------------------------------------------------
+    # -- structure (see kernelshape._structure) ----------------------------------------------
     @functools.cached_property
-    def _folded(self) -> sp.Expr:
-        rewritten = self.expr.rewrite(sp.Piecewise)
-        return sp.piecewise_fold(rewritten)
+    def _layout(self):
+        """(branches, pieces before merging, kinks, removable poles) of a base activation."""
+        self._require_fixed("locating kinks")
+        st = _structure.analyse(self.expr)
+        branches = list(st.branches)
+        mp_source = list(st.branches)
+        floats = st.floats
+        edges = (-math.inf, *floats, math.inf)
+        raw, removable, poles = [], {}, []
+        for i, k in enumerate(st.interval_branch):
+            lo, hi = edges[i], edges[i + 1]
+            points, singular = _structure.poles(st.branches[k], lo, hi)
+            poles.extend(singular)  # reported by _check_real, after its complex test
+            for point in points:
+                # a removable pole (sin(x)/x at 0): phi is its limit there; float code
+                # evaluates a Taylor polynomial around it (no 0/0, no cancellation)
+                poly, width = _structure.removable_patch(st.branches[k], point)
+                at = float(point)
+                removable[at] = (st.branches[k], point)
+                branches.append(poly)
+                mp_source.append(st.branches[k])
+                patch_lo, patch_hi = max(lo, at - width), min(hi, at + width)
+                raw.append(Piece(lo, patch_lo, k))
+                raw.append(Piece(patch_lo, patch_hi, len(branches) - 1))
+                lo = patch_hi
+            raw.append(Piece(lo, hi, k))
+        raw = [p for p in raw if p.lo < p.hi]
+        kinks = []
+        for j, point in enumerate(st.points):
+            left, right = st.interval_branch[j], st.interval_branch[j + 1]
+            if left == right:
+                continue
+            order, jumps = _structure.classify(st.branches[left], st.branches[right], point)
+            if order is not None:
+                kinks.append(Kink(floats[j], order, jumps))
+        return (tuple(branches), tuple(mp_source), tuple(raw), tuple(kinks), removable, floats,
+                tuple(poles))
 
     @functools.cached_property
     def branches(self) -> tuple[sp.Expr, ...]:
-        """The analytic branch expressions of the folded piecewise form (one if smooth)."""
+        """The distinct analytic branch expressions, one per piece kind (one if smooth).
+
+        Around a removable pole (``sin(x)/x`` at 0) the branch is a Taylor polynomial.
+        """
         if self.is_affine:
             a, b, d, g = (_exact(v) for v in self.affine_params)
             return tuple(g * (e.subs(X, a * X + b) + d) for e in self.base.branches)
-        folded = self._folded
-        if isinstance(folded, sp.Piecewise):
-            return tuple(e for e, _ in folded.args)
-        if folded.has(sp.Piecewise):
-            raise UnsupportedError(f"cannot split {self.expr} into analytic pieces")
-        return (folded,)
-
-    @functools.cached_property
-    def _conditions(self):
-        folded = self._folded
-        if isinstance(folded, sp.Piecewise):
-            return tuple(c for _, c in folded.args)
-        return (sp.true,)
+        return self._layout[0]
 
     @functools.cached_property
     def breakpoints(self) -> tuple[float, ...]:
-        """Sorted x values where the branch changes (kink or jump candidates)."""
+        """Sorted x values where an ``Abs``/``Max``/``Min``/``sign``/``Heaviside``/
+        ``Piecewise`` switches (kink or jump candidates)."""
         self._require_fixed("locating kinks")
         if self.is_affine:
             a, b = self.affine_params[:2]
             return tuple(sorted((k - b) / a for k in self.base.breakpoints))
-        points = set()
-        for rel in set().union(*(c.atoms(sp.Rel) for c in self._conditions)):
-            if isinstance(rel, (sp.Eq, sp.Ne)):
-                continue
-            sol = sp.solveset(rel.lhs - rel.rhs, X, sp.S.Reals)
-            if not isinstance(sol, sp.FiniteSet):
-                raise UnsupportedError(
-                    f"the condition {rel} in {self.expr} has no finite set of boundary "
-                    f"points (got {sol}); only finitely many kinks are supported")
-            points.update(float(v) for v in sol)
-        return tuple(sorted(points))
+        return self._layout[5]
 
     @functools.cached_property
     def pieces(self) -> tuple[Piece, ...]:
@@ -312,31 +306,14 @@ class Activation:
             mapped = [Piece(*sorted(((p.lo - b) / a, (p.hi - b) / a)), p.branch)
                       for p in self.base.pieces]
             return tuple(sorted(mapped, key=lambda p: p.lo))
-        edges = (-math.inf, *self.breakpoints, math.inf)
-        out = []
-        for lo, hi in zip(edges[:-1], edges[1:]):
-            mid = _midpoint(lo, hi)
-            out.append(Piece(lo, hi, self._branch_at(mid)))
-        merged = [out[0]]
-        for piece in out[1:]:
-            if piece.branch == merged[-1].branch and not self._is_kink(piece.lo):
+        raw = self._layout[2]
+        merged = [raw[0]]
+        for piece in raw[1:]:
+            if piece.branch == merged[-1].branch:  # analytic across: no kink there
                 merged[-1] = Piece(merged[-1].lo, piece.hi, piece.branch)
             else:
                 merged.append(piece)
         return tuple(merged)
-
-    def _branch_at(self, x0: float) -> int:
-        xv = sp.Rational(x0) if math.isfinite(x0) else x0
-        for i, cond in enumerate(self._conditions):
-            truth = cond.subs(X, xv)
-            if truth == sp.true:
-                return i
-            if truth != sp.false:
-                raise UnsupportedError(f"cannot decide the condition {cond} at x = {x0}")
-        raise ExpressionError(f"{self.expr} is undefined at x = {x0} (no branch holds)")
-
-    def _is_kink(self, x0):
-        return any(k.location == x0 for k in self._raw_kinks)
 
     @functools.cached_property
     def _raw_kinks(self) -> tuple[Kink, ...]:
@@ -347,25 +324,7 @@ class Activation:
                 (Kink((k.location - b) / a, k.order,
                       tuple(sgn * g * a**n * j for n, j in enumerate(k.jumps)))
                  for k in self.base.kinks), key=lambda k: k.location))
-        out = []
-        edges = (-math.inf, *self.breakpoints, math.inf)
-        for i, b in enumerate(self.breakpoints):
-            left = self._branch_at(_midpoint(edges[i], b))
-            right = self._branch_at(_midpoint(b, edges[i + 2]))
-            jumps = []
-            order = None
-            for d in range(4):
-                lv = _limit_value(self.branches[left], d, b)
-                rv = _limit_value(self.branches[right], d, b)
-                jump = rv - lv
-                significant = abs(jump) > 1e-25 * max(1.0, abs(lv), abs(rv))
-                if d < 3:
-                    jumps.append(float(jump) if significant else 0.0)
-                if order is None and significant:
-                    order = d
-            if order is not None:
-                out.append(Kink(b, order, tuple(jumps)))
-        return tuple(out)
+        return self._layout[3]
 
     @property
     def kinks(self) -> tuple[Kink, ...]:
@@ -419,11 +378,16 @@ class Activation:
         out = g * a**order * out + (g * d if order == 0 else 0.0)
         return out if arr.ndim else float(out)
 
-    @functools.cached_property
-    def _mp_branches(self):
-        return tuple(
-            tuple(sp.lambdify(X, sp.diff(b, X, d), modules="mpmath") for d in range(3))
-            for b in self.branches)
+    def _mp_branch(self, branch: int, order: int):
+        # the exact branch formula (not the Taylor patch of a removable pole), with an exp
+        # that refuses arguments whose result could not be held in memory; built per
+        # derivative order on first use (phi'' of 20 nested tanh takes seconds to print)
+        cache = self.__dict__.setdefault("_mp_cache", {})
+        fn = cache.get((branch, order))
+        if fn is None:
+            expr = sp.diff(self._layout[1][branch], X, order)
+            fn = cache[branch, order] = sp.lambdify(X, expr, modules=[_MP_GUARDED, "mpmath"])
+        return fn
 
     def mp(self, x, order: int = 0):
         """phi (or a derivative, away from kinks) in mpmath at the current precision."""
@@ -432,9 +396,18 @@ class Activation:
         if self.is_affine:
             a, b, d, g = (mpmath.mpf(v) for v in self.affine_params)
             return g * a**order * self.base.mp(a * x + b, order) + (g * d if order == 0 else 0)
+        removable = self._layout[4].get(float(x))
+        if removable is not None and x == mpmath.mpf(float(x)):
+            branch, point = removable
+            return _mp_limit(branch, order, point)
         for piece in self.pieces:
             if piece.lo <= x <= piece.hi:
-                return self._mp_branches[piece.branch][order](x)
+                try:
+                    return self._mp_branch(piece.branch, order)(x)
+                except (MemoryError, OverflowError) as err:
+                    raise MagnitudeError(
+                        f"phi(x) = {self.expr} is too large to evaluate at x = "
+                        f"{mpmath.nstr(x, 8)}: {err or type(err).__name__}") from err
         raise ExpressionError(f"no piece of {self.expr} holds at x = {x}")
 
     @functools.cached_property
@@ -468,6 +441,8 @@ class Activation:
             raise NotRealError(f"{self.expr} is not a real-valued function of a real x")
         try:
             pieces = self.pieces
+        except KernelShapeError:
+            raise
         except (TypeError, ValueError) as err:
             raise NotRealError(f"cannot evaluate {self.expr} on the real line: {err}") from err
         points = [-37.3, -5.1, -1.7, -0.31, 0.29, 1.3, 4.7, 33.1]
@@ -477,6 +452,8 @@ class Activation:
             for x0 in points:
                 try:
                     val = self.mp(x0)
+                except MagnitudeError:
+                    raise
                 except (ZeroDivisionError, ValueError, OverflowError) as err:
                     raise NotRealError(f"{self.expr} is undefined at x = {x0}: {err}") from err
                 if isinstance(val, mpmath.mpc) and abs(val.imag) > 1e-20 * max(1, abs(val)):
@@ -485,16 +462,11 @@ class Activation:
                         "activations must be real on the whole real line")
                 if not mpmath.isfinite(val):
                     raise NotRealError(f"{self.expr} is not finite at x = {x0}")
-        for piece in pieces:
-            try:
-                sing = sp.singularities(self.branches[piece.branch], X, sp.S.Reals)
-                inside = sing.intersect(sp.Interval(piece.lo, piece.hi))
-            except (NotImplementedError, ValueError, TypeError):
-                continue
-            if inside != sp.S.EmptySet:
-                raise NotRealError(
-                    f"{self.expr} is not finite on the whole real line: it is singular at "
-                    f"x in {inside}")
+        poles = self._layout[6]
+        if poles:
+            raise NotRealError(
+                f"{self.expr} is not finite on the whole real line: it is singular at "
+                f"x = {', '.join(poles[:5])}")
 
     # -- maps (delegated) ----------------------------------------------------------------
     def q_map(self, q, order: int = 0, *, digits: int | None = None):
@@ -522,22 +494,32 @@ class Activation:
         return c_map_expr(self, order=order, q=q)
 
 
-def _midpoint(lo, hi):
-    if math.isinf(lo) and math.isinf(hi):
-        return 0.0
-    if math.isinf(lo):
-        return hi - 1.0
-    if math.isinf(hi):
-        return lo + 1.0
-    return (lo + hi) / 2
+#: mpmath's exp refuses nothing: exp of a number with a binary exponent of 2^40 asks for a
+#: terabyte-long integer (MemoryError after minutes of trying). Values beyond
+#: exp(2^(2^24)) are refused at once.
+_MP_EXP_LIMIT = 2**24
 
 
-def _limit_value(expr, order, x0):
-    with mpmath.workdps(40):
-        value = sp.diff(expr, X, order).evalf(40, subs={X: sp.Float(x0, 40)})
-    if not value.is_real:
-        raise NotRealError(f"{expr} is not real at x = {x0}")
-    return sp.Float(value, 40)
+def _guard(fn, name):
+    def guarded(u):
+        if mpmath.mag(u) > _MP_EXP_LIMIT:
+            raise MagnitudeError(f"{name} of a number about 2^{int(mpmath.mag(u))} is too "
+                                 "large to evaluate")
+        return fn(u)
+    return guarded
+
+
+_MP_GUARDED = {name: _guard(getattr(mpmath, name), name) for name in ("exp", "sinh", "cosh")}
+
+
+@functools.lru_cache(maxsize=64)
+def _mp_limit_expr(branch, order, point):
+    return sp.limit(sp.diff(branch, X, order), X, point)
+
+
+def _mp_limit(branch, order, point):
+    """phi^(order) at a removable pole: the exact limit, at the current precision."""
+    return mpmath.mpf(sp.N(_mp_limit_expr(branch, order, point), mpmath.mp.dps + 5))
 
 
 def _exact(v):
@@ -567,7 +549,8 @@ def activation(spec, *, parameters=(), name: str | None = None, **values) -> Act
 
     Args:
         spec: a name from :func:`builtins`, expression text in ``x`` (parsed safely, see
-            :mod:`kernelshape.parsing`), a sympy expression, or an :class:`Activation`.
+            :mod:`kernelshape.parsing`; built-in names work as functions there, e.g.
+            ``"swish(2*x) - 1"``), a sympy expression, or an :class:`Activation`.
         parameters: names of parameters in expression text besides ``x`` (left free unless
             given a value in ``values``).
         name: a label for display.
@@ -579,7 +562,12 @@ def activation(spec, *, parameters=(), name: str | None = None, **values) -> Act
 
     Raises:
         ActivationError: unknown built-in parameter or bad value.
-        ExpressionError: unparsable, unsafe or ambiguous expressions.
+        ExpressionError: unparsable, unsafe or ambiguous expressions, or expressions past
+            a work limit (nesting, derivative size, breakpoints; see
+            :mod:`kernelshape._structure`).
+        UnknownNameError: an unknown name; ``err.suggestions`` holds the closest known
+            names (``"tahn"`` -> ``("tanh", "tan")``).
+        MagnitudeError: a constant beyond float64's range.
 
     Example:
         >>> activation("leaky_relu", negative_slope=0.2)
@@ -604,9 +592,18 @@ def activation(spec, *, parameters=(), name: str | None = None, **values) -> Act
         for p in declared:
             if not (isinstance(p, str) and p.isidentifier()) or p == X.name:
                 raise ExpressionError(f"bad parameter name {p!r}")
-        expr = parse_expression(spec, declared)
-        if spec.isidentifier() and expr == X:
-            pass
+        try:
+            expr = parse_expression(spec, declared)
+        except UnknownNameError as err:
+            if spec.strip() != err.name:
+                raise
+            # a lone unknown name is most likely a misspelt built-in
+            suggestions = suggest(spec.strip(), _BUILTINS) or err.suggestions
+            hint = f"; did you mean {' or '.join(suggestions)}?" if suggestions else ""
+            raise UnknownNameError(
+                f"unknown activation {spec.strip()!r}{hint} Built-ins: "
+                f"{', '.join(_BUILTINS)}; or give an expression in x",
+                name=err.name, suggestions=suggestions) from None
         unknown_values = set(values) - {s.name for s in expr.free_symbols}
         if unknown_values:
             raise ActivationError(

@@ -12,6 +12,7 @@ __all__ = [
     "ExpressionError",
     "UnsafeExpressionError",
     "UnknownNameError",
+    "MagnitudeError",
     "ActivationError",
     "FreeParameterError",
     "NotRealError",
@@ -41,7 +42,30 @@ class UnsafeExpressionError(ExpressionError):
 
 
 class UnknownNameError(ExpressionError, NameError):
-    """A function or symbol name that the expression vocabulary does not know."""
+    """A function or symbol name that the expression vocabulary does not know.
+
+    Attributes:
+        name: the unknown name.
+        suggestions: known names close to it (``difflib``), best first; may be empty.
+        summary: the message without hints that only make sense in Python (such as
+            ``parameters=...``), for front ends like the command line.
+    """
+
+    def __init__(self, message: str, *, name: str | None = None, suggestions=(),
+                 python_hint: str = ""):
+        self.name = name
+        self.suggestions = tuple(suggestions)
+        self.summary = message
+        super().__init__(f"{message}{python_hint}")
+
+
+class MagnitudeError(ExpressionError, OverflowError):
+    """A number in or from an expression beyond what can be computed with.
+
+    Constants beyond float64's range (``exp(exp(10))``, ``x*1e308*10``), coefficients of
+    derivatives that overflow float64 (``tanh(10**300*x)``), or activation values too large
+    to evaluate even in mpmath (``exp(exp(exp(x)))`` at x = 33).
+    """
 
 
 class ActivationError(KernelShapeError, ValueError):

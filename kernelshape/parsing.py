@@ -6,6 +6,15 @@ functions in :data:`FUNCTIONS`, the constants in :data:`CONSTANTS`, comparisons 
 ``where(cond, a, b)``, the variable ``x`` and declared parameter names. Anything else
 (attribute access, subscripts, lambdas, keyword arguments, strings, unknown names, ...) is
 rejected with an :class:`~kernelshape.errors.ExpressionError` naming the offending piece.
+
+The built-in activations (:data:`BUILTIN_ACTIVATIONS`: ``swish``, ``gelu``, ``leaky_relu``,
+...) are functions too: ``x*softplus(x)``, ``swish(2*x) - 1``. A built-in's parameters come
+from extra arguments (``leaky_relu(x, 0.2)``), else from a declared parameter of the same
+name (a symbol), else from the built-in's default, else they stay free symbols.
+
+Every constant the text builds (``exp(exp(10))``, ``1e200*1e200``) must lie within float64's
+range (at most ``10^300`` in size, :data:`MAX_MAGNITUDE`); it is checked as soon as it is
+built, so a tower like ``exp(exp(exp(10)))`` is refused before sympy tries to evaluate it.
 """
 
 from __future__ import annotations
@@ -13,31 +22,29 @@ from __future__ import annotations
 import ast
 import math
 import re
+import sys
 from collections.abc import Iterable
 
 import sympy as sp
 
-from .errors import ExpressionError, UnknownNameError, UnsafeExpressionError
+from ._builtins import BUILTIN_ACTIVATIONS, relu, sigmoid, softplus, suggest
+from .errors import (
+    ExpressionError,
+    MagnitudeError,
+    UnknownNameError,
+    UnsafeExpressionError,
+)
 
-__all__ = ["CONSTANTS", "FUNCTIONS", "X", "as_sympy", "parse_expression", "parse_srepr"]
+__all__ = ["BUILTIN_ACTIVATIONS", "CONSTANTS", "FUNCTIONS", "MAX_MAGNITUDE", "X",
+           "as_sympy", "check_constants", "parse_expression", "parse_srepr"]
 
 #: The activation's variable. Real, so that sympy simplifies ``Abs``/``sign`` correctly.
 X = sp.Symbol("x", real=True)
 
 MAX_LENGTH = 2000
 MAX_DEPTH = 60
-
-
-def _relu(u):
-    return sp.Max(0, u)
-
-
-def _sigmoid(u):
-    return 1 / (1 + sp.exp(-u))
-
-
-def _softplus(u):
-    return sp.log(1 + sp.exp(u))
+#: Largest size of a constant in an expression: float64's largest finite value.
+MAX_MAGNITUDE = sys.float_info.max
 
 
 def _where(cond, a, b):
@@ -56,13 +63,51 @@ FUNCTIONS = {
     "Heaviside": ((1, 2), lambda u, h0=sp.S.Half: sp.Heaviside(u, h0)),
     "max": ((2, None), sp.Max), "Max": ((2, None), sp.Max),
     "min": ((2, None), sp.Min), "Min": ((2, None), sp.Min),  # (2, None): two or more
-    "relu": (1, _relu), "sigmoid": (1, _sigmoid), "softplus": (1, _softplus),
+    "relu": (1, relu), "sigmoid": (1, sigmoid), "softplus": (1, softplus),
     "where": (3, _where),
     "Piecewise": (None, None),  # sympy's printed form: Piecewise((expr, cond), ..., (expr, True))
 }
 
 #: Constant names accepted in expression text.
 CONSTANTS = {"pi": sp.pi, "E": sp.E, "e": sp.E}
+
+def _did_you_mean(suggestions) -> str:
+    return f"; did you mean {' or '.join(suggestions)}?" if suggestions else ""
+
+
+def check_constants(expr: sp.Basic) -> None:
+    """Refuse constant sub-expressions larger than :data:`MAX_MAGNITUDE` in size.
+
+    Sub-expressions are visited innermost first, so each one is evaluated only once its
+    parts are known to be of reasonable size (evaluating ``exp(exp(exp(10)))`` itself would
+    need more memory than exists).
+
+    Raises:
+        MagnitudeError: naming the first constant that is too large.
+    """
+    for node in sp.postorder_traversal(expr):
+        if isinstance(node, sp.Expr) and node.is_number:
+            _check_constant(node)
+
+
+def _check_constant(value) -> None:
+    if value.is_Rational:
+        size = abs(value)
+    elif value.is_Atom and not value.is_Float:
+        return  # pi, E, zoo, nan: infinities are reported as "not finite" elsewhere
+    else:
+        try:
+            size = abs(sp.N(value, 15))
+        except (ValueError, TypeError, ArithmeticError, MemoryError) as err:
+            raise MagnitudeError(
+                f"cannot evaluate the constant {_short(value)}: {type(err).__name__}") from err
+        if not size.is_finite or not size.is_comparable:
+            return
+    if size > MAX_MAGNITUDE:
+        raise MagnitudeError(
+            f"the constant {_short(value)} is too large"
+            f"{'' if value.is_Rational else f' (about {sp.Float(size, 3)})'}: beyond float64's "
+            f"largest value {MAX_MAGNITUDE:.4g}")
 
 _BINOPS = {
     ast.Add: lambda a, b: a + b,
@@ -145,11 +190,13 @@ def parse_expression(text: str, parameters: Iterable[str] = ()) -> sp.Expr:
     except (SyntaxError, ValueError, RecursionError, MemoryError) as err:
         raise ExpressionError(f"cannot parse expression {text!r}: {err}") from err
     params = {name: sp.Symbol(name, real=True) for name in parameters}
-    return _Walker(params, text).visit(tree.body, 0)
+    expr = _Walker(params, text).visit(tree.body, 0)
+    check_constants(expr)  # constants formed inside products and sums (x*1e308*10)
+    return expr
 
 
 def _short(value) -> str:
-    text = sp.sstr(value)
+    text = sp.sstr(sp.Float(value, 5) if value.is_Rational and abs(value) > 10**20 else value)
     return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
 
 
@@ -181,13 +228,17 @@ class _Walker:
         if depth > 4 * MAX_DEPTH:
             raise ExpressionError(f"expression nested deeper than {4 * MAX_DEPTH} operations")
         method = getattr(self, "_" + type(node).__name__, None)
+        if method is not None:
+            value = method(node, depth + 1)
+            if isinstance(value, sp.Expr) and value.is_number:
+                _check_constant(value)  # before anything is built on top of it
+            return value
         if method is None:
             snippet = ast.get_source_segment(self.text, node) or type(node).__name__
             raise UnsafeExpressionError(
                 f"{type(node).__name__} is not allowed in an activation expression "
                 f"(at {snippet!r}); allowed: numbers, x, parameters, + - * / **, "
                 f"and the functions {', '.join(sorted(FUNCTIONS))}")
-        return method(node, depth + 1)
 
     def _Constant(self, node, depth):
         value = node.value
@@ -210,12 +261,16 @@ class _Walker:
             return self.params[name]
         if name in CONSTANTS:
             return CONSTANTS[name]
-        if name in FUNCTIONS:
-            raise ExpressionError(f"function {name!r} used without calling it")
+        if name in FUNCTIONS or name in BUILTIN_ACTIVATIONS:
+            raise ExpressionError(f"function {name!r} used without calling it (write "
+                                  f"{name}(x))")
+        suggestions = suggest(name, [*BUILTIN_ACTIVATIONS, *FUNCTIONS, *CONSTANTS,
+                                     *self.params, "x"])
         raise UnknownNameError(
-            f"unknown name {name!r} in expression; the variable is 'x', declared parameters "
-            f"are {sorted(self.params) or 'none'} (declare more with parameters=... or fix "
-            f"them by keyword), constants are {sorted(CONSTANTS)}")
+            f"unknown name {name!r} in expression{_did_you_mean(suggestions)}; the variable "
+            f"is 'x', declared parameters are {sorted(self.params) or 'none'}, constants are "
+            f"{sorted(CONSTANTS)}", name=name, suggestions=suggestions,
+            python_hint=" (declare parameters with parameters=... or fix them by keyword)")
 
     def _BinOp(self, node, depth):
         op = _BINOPS.get(type(node.op))
@@ -275,11 +330,16 @@ class _Walker:
                 "only calls of whitelisted functions by plain name are allowed, got "
                 f"{ast.get_source_segment(self.text, node.func)!r}")
         name = node.func.id
-        if name not in FUNCTIONS:
+        if name not in FUNCTIONS and name not in BUILTIN_ACTIVATIONS:
+            suggestions = suggest(name, [*FUNCTIONS, *BUILTIN_ACTIVATIONS])
             raise UnknownNameError(
-                f"unknown function {name!r}; known functions: {', '.join(sorted(FUNCTIONS))}")
+                f"unknown function {name!r}{_did_you_mean(suggestions)}; known functions: "
+                f"{', '.join(sorted({*FUNCTIONS, *BUILTIN_ACTIVATIONS}))}", name=name,
+                suggestions=suggestions)
         if node.keywords:
             raise UnsafeExpressionError(f"keyword arguments are not allowed (in {name}(...))")
+        if name not in FUNCTIONS:
+            return self._builtin(name, node, depth)
         arity, fn = FUNCTIONS[name]
         if name == "Piecewise":
             return self._piecewise(node, depth)
@@ -296,6 +356,28 @@ class _Walker:
         args = [self._compare(arg, depth) if name == "where" and i == 0
                 else self.visit(arg, depth) for i, arg in enumerate(node.args)]
         return fn(*args)
+
+    def _builtin(self, name, node, depth):
+        """A built-in activation applied to its first argument; more arguments give its
+        parameters in order (see the module docstring for the rest)."""
+        build, defaults = BUILTIN_ACTIVATIONS[name]
+        if not 1 <= len(node.args) <= 1 + len(defaults):
+            names = "".join(f", {p}" for p in defaults)
+            raise ExpressionError(
+                f"{name} takes 1 to {1 + len(defaults)} argument(s) ({name}(u{names})), "
+                f"got {len(node.args)}")
+        args = [self.visit(arg, depth) for arg in node.args]
+        params = []
+        for i, (param, default) in enumerate(defaults.items()):
+            if i + 1 < len(args):
+                params.append(args[i + 1])
+            elif param in self.params:
+                params.append(self.params[param])
+            elif default is not None:
+                params.append(sp.sympify(default))
+            else:
+                params.append(sp.Symbol(param, real=True))
+        return build(args[0], *params)
 
     def _piecewise(self, node, depth):
         pairs = []
@@ -370,7 +452,9 @@ def parse_srepr(text: str, parameters: Iterable[str] = ()) -> sp.Expr:
     except (SyntaxError, ValueError, RecursionError, MemoryError) as err:
         raise ExpressionError(f"cannot read srepr text {_clip(text)!r}: {err}") from err
     names = {X.name, *parameters}
-    return _SreprReader(names).visit(tree.body, 0)
+    expr = _SreprReader(names).visit(tree.body, 0)
+    check_constants(expr)
+    return expr
 
 
 def _clip(text):
