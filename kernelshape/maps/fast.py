@@ -32,8 +32,13 @@ Routes, chosen per (activation, q) and cached on the activation:
   ``|c| -> 1``; Dirac masses of ``f''`` (kinks) or ``f'`` (jumps) contribute the bivariate
   normal density at the kinks and conditional expectations.
 
-Precision: about 1e-14 relative (1e-16 absolute for values near zero) on every route for
-well-conditioned inputs, checked against 40-digit mpmath in the tests. A transformed
+Steep features (``tanh(1e6 x)``, :mod:`kernelshape.maps._features`) end panels of both the
+1-D rules and the 2-D rule on points graded down to their width.
+
+Precision: within 1e-13 relative or 1e-15 absolute, whichever is larger, on every route for
+well-conditioned inputs, checked against 40-digit mpmath in the tests (typically 1e-16
+absolute: a small C from cancelling terms is not relatively accurate). C' and C'' of the
+2-D rule raise ConvergenceError where their estimated rounding exceeds 1e-11 relative. A transformed
 activation whose output shift ``d`` nearly cancels ``phi`` (``|phi(b)| >> a |phi'(b)|``)
 inherits float64's rounding of ``phi`` relative to its variation.
 """

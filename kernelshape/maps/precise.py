@@ -28,8 +28,11 @@ on panels split at the kinks) is done twice, with two rules, and the results mus
 ``10^-(digits+3)`` relative (absolute ``10^-(digits+4)`` on the scale of Q near zero),
 else :class:`~kernelshape.errors.ConvergenceError` is raised.
 
-Precision claim: results are correct to ``digits`` significant digits (absolute
-``10^-digits`` for values near zero).
+Precision claim: results are correct to an absolute ``10^-(digits+3)`` of their scale
+(``Q(q)`` for K and Q; so 1 for C). The public maps turn that into ``digits`` significant
+digits where it can (:mod:`kernelshape.maps._value`). Steep features
+(:mod:`kernelshape.maps._features`) end panels on graded points; a double integral that would
+need more than :data:`MAX_EVALUATIONS` evaluations to resolve one is refused.
 """
 
 from __future__ import annotations
