@@ -110,3 +110,13 @@ def test_q_map_values_carry_digits(relu):
 def test_more_digits_than_the_limit_are_refused(relu, method):
     with pytest.raises(PrecisionError, match=f"MAX_DIGITS = {MAX_DIGITS}"):
         getattr(relu, method)(0.5, digits=MAX_DIGITS + 1)
+
+
+def test_the_command_line_prints_no_digit_a_value_does_not_have(capsys):
+    from kernelshape.cli import main
+    assert main(["maps", "sin(10*x)", "--c", "0.5", "--digits", "20", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)["values"][0]
+    exact = sin_c(10, mpmath.mpf("0.5"), 60)            # 1.93e-22, to 20 digits
+    assert record["c_map"] == mpmath.nstr(exact, 20, strip_zeros=False)
+    assert main(["maps", "tanh", "--c", "0", "--digits", "20", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["values"][0]["c_map"] == "0.0"
