@@ -62,7 +62,8 @@ def test_features_are_read_from_the_expression(text, location, scale):
     assert feat.scale == pytest.approx(scale, rel=1e-9)
 
 
-@pytest.mark.parametrize("text", ["tanh", "gelu", "relu", "softplus", "sin", "swish"])
+@pytest.mark.parametrize("text", ["tanh", "gelu", "relu", "softplus", "sin", "swish", "mish",
+                                  "sin(100*x)"])
 def test_ordinary_activations_have_no_steep_features(text):
     assert features(ks.activation(text).base) == ()
 

@@ -20,14 +20,15 @@ application or a power with a non-integer or negative exponent) changes where it
   ``min_m |m! / g^(m)(root)|^(1/m)`` for m <= 3 (``1 / |g'(root)|`` at a simple root).
 
 Periodic functions (sin, cos, tan, ...) are the exception: ``sin(100 x)`` oscillates
-everywhere, not near a point; its scale ``1 / max |g'|`` is reported separately
-(:func:`oscillation`) for the routes to bound their panel widths with (or refuse).
+everywhere, not near a point, so it has no feature; the routes' own refinement (and its
+ConvergenceError) answers for fast oscillations.
 Only scales below :data:`RESOLVED` matter: wider structure is resolved by the default panels.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import mpmath
@@ -36,7 +37,7 @@ import sympy as sp
 
 from ..parsing import X
 
-__all__ = ["Feature", "RESOLVED", "features", "graded", "oscillation"]
+__all__ = ["Feature", "RESOLVED", "features", "graded"]
 
 #: Length scale (base x units) at and above which the default panels resolve structure.
 RESOLVED = 0.25
@@ -70,7 +71,7 @@ def features(base) -> tuple[Feature, ...]:
         found = {}
         for branch in base.branches:
             for arg, periodic in _arguments(branch):
-                if periodic:   # everywhere, not near a point: see oscillation()
+                if periodic:   # everywhere, not near a point (module docs)
                     continue
                 for feat in _roots(arg):
                     if feat.scale < RESOLVED:
@@ -80,17 +81,6 @@ def features(base) -> tuple[Feature, ...]:
         cached = base.__dict__["_steep_features"] = tuple(
             sorted(found.values(), key=lambda f: f.x))
     return cached
-
-
-def oscillation(base, reach: float) -> float:
-    """The shortest oscillation length ``1 / max |g'|`` of the periodic nodes ``f(g)`` of
-    ``base`` on ``|x| <= reach`` (``inf`` without periodic nodes of x)."""
-    rate = 0.0
-    for branch in base.branches:
-        for arg, periodic in _arguments(branch):
-            if periodic:
-                rate = max(rate, _max_slope(arg, reach))
-    return 1.0 / rate if rate > 0 else math.inf
 
 
 def graded(x0, scale, top, floor):
@@ -131,8 +121,7 @@ def _roots(arg):
             return []
         if poly.degree() == 1:
             a, b = poly.all_coeffs()
-            return [Feature(sp.nsimplify(-b / a) if (-b / a).is_Rational else -b / a,
-                            1.0 / abs(float(a)))]
+            return [Feature(-b / a, 1.0 / abs(float(a)))]   # exact: mpmath places it
         coeffs = [float(v) for v in poly.all_coeffs()]
         out = []
         for r in np.roots(coeffs):
@@ -155,11 +144,12 @@ def _local_scale(poly, x0):
     return best
 
 
+@functools.lru_cache(maxsize=256)
 def _numeric_roots(arg):
     """Real roots of a non-polynomial ``arg`` on ``|x| <= NUMERIC_REACH``, each with its
-    scale (module docs); the grid is graded around ``arg``'s own features."""
-    fn = sp.lambdify(X, arg, modules="mpmath")
-    slopes = [sp.lambdify(X, sp.diff(arg, X, m), modules="mpmath") for m in (1, 2, 3)]
+    scale (module docs): sign changes on a grid graded around ``arg``'s own features
+    (numpy), then bisection in mpmath. Cached per expression (activations are rebuilt
+    often; their expressions repeat)."""
     pts = set(np.linspace(-NUMERIC_REACH, NUMERIC_REACH, 4801).tolist())
     for sub, _ in _arguments(arg):
         if sub is arg:
@@ -167,7 +157,19 @@ def _numeric_roots(arg):
         for feat in _roots(sub):
             if feat.scale < RESOLVED:
                 pts.update(graded(feat.x, feat.scale, 1.0, 1e-15 * max(1.0, abs(feat.x))))
-    grid = sorted(p for p in pts if abs(p) <= NUMERIC_REACH)
+    grid = np.array(sorted(p for p in pts if abs(p) <= NUMERIC_REACH))
+    with np.errstate(all="ignore"):
+        vals = np.broadcast_to(sp.lambdify(X, arg, modules="numpy")(grid), grid.shape)
+        vals = np.where(np.isfinite(vals), np.real(vals), np.nan).astype(np.float64)
+    # isolated zeros only: a run of them is underflow (log(1 + exp(x)) far left), not roots
+    isolated = (vals == 0) & (np.r_[1.0, vals[:-1]] != 0) & (np.r_[vals[1:], 1.0] != 0)
+    zero = np.flatnonzero(isolated)
+    sign = np.sign(vals)
+    change = np.flatnonzero(sign[:-1] * sign[1:] < 0)
+    if not (zero.size or change.size):
+        return []
+    fn = sp.lambdify(X, arg, modules="mpmath")
+    slopes = [sp.lambdify(X, sp.diff(arg, X, m), modules="mpmath") for m in (1, 2, 3)]
     out = []
     with mpmath.workdps(30):
         def value(x):
@@ -177,19 +179,16 @@ def _numeric_roots(arg):
                     else math.nan
             except (ArithmeticError, ValueError, TypeError):
                 return math.nan
-        vals = [value(x) for x in grid]
-        for (lo, vlo), (hi, vhi) in zip(zip(grid, vals), zip(grid[1:], vals[1:])):
-            if vlo == 0:
-                hi = lo
-            elif not (vlo * vhi < 0):
-                continue
+        brackets = [(grid[i], grid[i]) for i in zero] + [(grid[i], grid[i + 1]) for i in change]
+        for lo, hi in brackets:
+            vlo = value(lo)
             for _ in range(200 if hi != lo else 0):
                 mid = (lo + hi) / 2
                 vm = value(mid)
                 if mid in (lo, hi) or not math.isfinite(vm):
                     break
                 lo, hi, vlo = (lo, mid, vlo) if vlo * vm <= 0 else (mid, hi, vm)
-            root = (lo + hi) / 2
+            root = float((lo + hi) / 2)
             scale = math.inf
             for m, slope in enumerate(slopes, start=1):
                 try:
@@ -201,14 +200,3 @@ def _numeric_roots(arg):
             if scale < math.inf:
                 out.append(Feature(sp.Float(root, 17), scale))
     return out
-
-
-def _max_slope(arg, reach):
-    """``max |g'|`` on ``|x| <= reach`` (exact for polynomials of degree 1, sampled else)."""
-    if arg.is_polynomial(X) and sp.Poly(arg, X).degree() <= 1:
-        return abs(float(sp.Poly(arg, X).coeff_monomial(X)))
-    slope = sp.lambdify(X, sp.diff(arg, X), modules="numpy")
-    with np.errstate(all="ignore"):
-        vals = np.abs(np.broadcast_to(slope(np.linspace(-reach, reach, 4001)), (4001,)))
-    vals = vals[np.isfinite(vals)]
-    return float(vals.max()) if vals.size else 0.0
