@@ -55,6 +55,7 @@ def split_quad(fn, centre, dps):
     ("sigmoid(1e4*x)", 0.0, 1e-4),
     ("softplus(1e5*x)/1e5", 0.0, 1e-5),
     ("tanh(1e4*tanh(x))", 0.0, 1e-4),
+    ("tanh(1e4*erf(x))", 0.0, np.sqrt(np.pi) / 2e4),     # erf: no numpy function
 ])
 def test_features_are_read_from_the_expression(text, location, scale):
     (feat,) = features(ks.activation(text).base)

@@ -121,7 +121,8 @@ def _roots(arg):
             return []
         if poly.degree() == 1:
             a, b = poly.all_coeffs()
-            return [Feature(-b / a, 1.0 / abs(float(a)))]   # exact: mpmath places it
+            # the location exact (mpmath places it); 1 / a in sympy first: a may be 10**400
+            return [Feature(-b / a, float(1 / abs(a)))]
         coeffs = [float(v) for v in poly.all_coeffs()]
         out = []
         for r in np.roots(coeffs):
@@ -144,6 +145,25 @@ def _local_scale(poly, x0):
     return best
 
 
+def _scan(arg, grid):
+    """``arg`` on the grid as float64, NaN where it is not a finite real (numpy; mpmath
+    point by point for functions numpy lacks, such as erf)."""
+    with np.errstate(all="ignore"):
+        try:
+            vals = np.broadcast_to(sp.lambdify(X, arg, modules="numpy")(grid), grid.shape)
+            vals = np.asarray(vals, dtype=np.complex128)
+        except Exception:  # noqa: BLE001 - a name numpy lacks: evaluate in mpmath instead
+            fn = sp.lambdify(X, arg, modules="mpmath")
+            vals = np.empty(grid.shape, dtype=np.complex128)
+            for i, x in enumerate(grid):
+                try:
+                    vals[i] = complex(fn(mpmath.mpf(float(x))))
+                except (ArithmeticError, ValueError, TypeError):
+                    vals[i] = math.nan
+        real = np.isfinite(vals) & (vals.imag == 0)
+        return np.where(real, vals.real, np.nan)
+
+
 @functools.lru_cache(maxsize=256)
 def _numeric_roots(arg):
     """Real roots of a non-polynomial ``arg`` on ``|x| <= NUMERIC_REACH``, each with its
@@ -158,9 +178,7 @@ def _numeric_roots(arg):
             if feat.scale < RESOLVED:
                 pts.update(graded(feat.x, feat.scale, 1.0, 1e-15 * max(1.0, abs(feat.x))))
     grid = np.array(sorted(p for p in pts if abs(p) <= NUMERIC_REACH))
-    with np.errstate(all="ignore"):
-        vals = np.broadcast_to(sp.lambdify(X, arg, modules="numpy")(grid), grid.shape)
-        vals = np.where(np.isfinite(vals), np.real(vals), np.nan).astype(np.float64)
+    vals = _scan(arg, grid)
     # isolated zeros only: a run of them is underflow (log(1 + exp(x)) far left), not roots
     isolated = (vals == 0) & (np.r_[1.0, vals[:-1]] != 0) & (np.r_[vals[1:], 1.0] != 0)
     zero = np.flatnonzero(isolated)
