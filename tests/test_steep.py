@@ -159,3 +159,20 @@ def test_digits_interior_of_a_too_steep_activation_is_refused():
     phi = ks.activation("tanh(1e6*x)")
     with pytest.raises(UnsupportedError, match=r"changes within 1\.0e-6 of x = 0"):
         phi.c_map(0.5, digits=30)
+
+
+@pytest.mark.parametrize("a", [1e4, 1e6])
+def test_two_q_c_map_of_a_steep_activation_matches_the_closed_form(a):
+    # E[erf(a sqrt(q1) u) erf(a sqrt(q2) v)] = (2/pi) arcsin(2 a^2 sqrt(q1 q2) c /
+    # sqrt((1 + 2 a^2 q1)(1 + 2 a^2 q2))), normalized by sqrt(Q(q1) Q(q2))
+    phi = ks.activation(f"erf({a:g}*x)")
+    q1, q2 = 1.0, 4.0
+    for c in (-0.9, 0.3, 0.95):
+        with mpmath.workdps(50):
+            aa = mpmath.mpf(a) ** 2
+            cross = 2 / mpmath.pi * mpmath.asin(
+                2 * aa * mpmath.sqrt(q1 * q2) * c / mpmath.sqrt((1 + 2 * aa * q1)
+                                                                * (1 + 2 * aa * q2)))
+            ref = cross / mpmath.sqrt(erf_q(a, q1) * erf_q(a, q2))
+        got = phi.c_map(c, q=q1, q2=q2)
+        assert abs(got - ref) <= 1e-13 * abs(ref), (c, got, ref)
