@@ -42,7 +42,7 @@ def split_quad(fn, centre, dps):
     """E[fn(z)] by mpmath.quad on intervals graded by hand towards ``centre``."""
     with mpmath.workdps(dps):
         centre = mpmath.mpf(centre)
-        pts = [centre] + [centre + s * mpmath.mpf(10) ** -k for k in range(0, 13)
+        pts = [centre] + [centre + s * mpmath.mpf(10) ** -k for k in range(13)
                           for s in (-1, 1)]
         pts = sorted(set(pts) | {mpmath.mpf(-40), mpmath.mpf(40)})
         return mpmath.quad(lambda z: fn(z) * mpmath.npdf(z), pts)

@@ -37,7 +37,7 @@ import sympy as sp
 
 from ..parsing import X
 
-__all__ = ["Feature", "RESOLVED", "features", "graded"]
+__all__ = ["RESOLVED", "Feature", "features", "graded"]
 
 #: Length scale (base x units) at and above which the default panels resolve structure.
 RESOLVED = 0.25

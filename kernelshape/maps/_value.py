@@ -83,7 +83,7 @@ def _restore(mpf_tuple, digits, error):
 
 
 def _bits(digits):
-    return int(math.ceil(digits * math.log2(10))) + 1
+    return math.ceil(digits * math.log2(10)) + 1
 
 
 def guaranteed(compute, digits: int, scale, max_digits: int) -> PreciseValue:

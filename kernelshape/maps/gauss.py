@@ -24,6 +24,7 @@ panels are memoized (a pure function of the interval and panel count).
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 
 import numpy as np
@@ -178,7 +179,7 @@ class Moments:
             if not z_hi > z_lo:
                 continue
             ends = [z_lo, *(z for z in cuts if z_lo < z < z_hi), z_hi]
-            for a, b in zip(ends[:-1], ends[1:]):
+            for a, b in itertools.pairwise(ends):
                 out.append((k, *_panels(a, b, max(1, math.ceil((b - a) / h)), points)))
         if len(out) > 1 and len(self.pieces) == 1:
             k = out[0][0]
