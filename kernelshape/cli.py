@@ -176,7 +176,11 @@ def _fmt(v, digits=None) -> str:
         import mpmath
         if mpmath.isinf(v):
             return "inf" if v > 0 else "-inf"
-        return mpmath.nstr(v, digits or mpmath.mp.dps, strip_zeros=False)
+        # a maps PreciseValue may hold fewer digits than asked for: show only those
+        held, digits = getattr(v, "digits", None), digits or mpmath.mp.dps
+        if held is not None:
+            digits = min(digits, max(held, 1))
+        return mpmath.nstr(v, digits, strip_zeros=False)
     try:
         f = float(v)
     except (TypeError, ValueError):

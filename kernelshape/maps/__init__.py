@@ -2,9 +2,13 @@
 
 One public entry per quantity (THEORY.md §1; Martens et al. 2021, §3), three routes behind it:
 
-* default: float64 (:mod:`kernelshape.maps.fast`), vectorized, about 1e-14 relative;
-* ``digits=N``: mpmath quadrature correct to N significant digits
-  (:mod:`kernelshape.maps.precise`), returning ``mpmath.mpf`` values;
+* default: float64 (:mod:`kernelshape.maps.fast`), vectorized, within 1e-13 relative or
+  1e-15 absolute, whichever is larger (absolute for small values that come from
+  cancellation: docs/guide/maps.md, "How precise, measured");
+* ``digits=N``: mpmath quadrature (:mod:`kernelshape.maps.precise`), returning
+  :class:`PreciseValue` values (``mpmath.mpf`` showing and carrying the significant digits
+  they have: N, or fewer for a value far below its scale; :mod:`kernelshape.maps._value`);
+  ``N <= MAX_DIGITS``;
 * ``*_expr``: exact sympy closed forms where known (:mod:`kernelshape.maps.closed_forms`).
 
 Arguments are validated once, here. ``c`` may exceed ``[-1, 1]`` by rounding: values within
@@ -20,8 +24,14 @@ import numbers
 import numpy as np
 
 from ..errors import DomainError, PrecisionError, UnsupportedError
+from ._value import PreciseValue
 
-__all__ = ["C_SLACK", "c_map", "c_map_expr", "q_map", "q_map_expr"]
+__all__ = ["C_SLACK", "MAX_DIGITS", "PreciseValue", "c_map", "c_map_expr", "q_map",
+           "q_map_expr"]
+
+#: Largest ``digits`` the maps accept: mpmath work grows like digits^2 to digits^3 (the
+#: double integral of the C map takes minutes at 1000 digits); beyond, a PrecisionError.
+MAX_DIGITS = 1000
 
 #: How far beyond [-1, 1] a correlation may stray by rounding and still be accepted (then clipped).
 C_SLACK = 1e-15
@@ -44,12 +54,13 @@ def q_map(act, q, *, order: int = 0, digits: int | None = None):
             significant digits.
 
     Returns:
-        A Python float (scalar q) or a float64 array of q's shape, about 1e-14 relative;
-        with ``digits``, an ``mpmath.mpf`` (or an object array of them).
+        A Python float (scalar q) or a float64 array of q's shape, within 1e-13 relative
+        or 1e-15 absolute; with ``digits``, a :class:`PreciseValue` (an ``mpmath.mpf``
+        with ``.digits`` and ``.error``; an object array of them for array input).
 
     Raises:
         DomainError: q not finite and positive, or order not 0, 1, 2.
-        PrecisionError: digits not None or an integer >= 1.
+        PrecisionError: digits not None or an integer in [1, MAX_DIGITS].
         FreeParameterError: a parameter of the activation is free.
         InfiniteMomentError: ``E[phi(sqrt(q) z)^2]`` is infinite.
         ConvergenceError: the quadrature's error estimate is too large.
@@ -67,8 +78,17 @@ def q_map(act, q, *, order: int = 0, digits: int | None = None):
     if values.size:
         _check_moment(act, float(np.max(values.astype(np.float64))))
     if digits is not None:
+        import mpmath
+
         from . import precise
-        return _each(values, scalar, lambda v: precise.q_map(act, v, order, digits))
+        from ._value import guaranteed
+
+        def one(v):
+            # Q' and Q'' are good to 10^-(d+3) Q / q^k absolute; Q itself relatively
+            scale = precise.q_map(act, v, 0, digits) / mpmath.mpf(v) ** order if order else 0
+            return guaranteed(lambda d: precise.q_map(act, v, order, d), digits, scale,
+                              MAX_DIGITS)
+        return _each(values, scalar, one)
     from . import fast
     out = fast.q_map(act, values, order)
     return float(out) if scalar else out
@@ -101,18 +121,22 @@ def c_map(act, c, *, q=1.0, q2=None, order: int = 0, digits: int | None = None):
             significant digits.
 
     Returns:
-        A Python float (scalar c) or a float64 array of c's shape: about 1e-14 relative
-        (1e-16 absolute near zero) against 40-digit references; with ``digits``, an
-        ``mpmath.mpf`` (or an object array of them).
+        A Python float (scalar c) or a float64 array of c's shape: within 1e-13 relative
+        or 1e-15 absolute, whichever is larger, against 40-digit references (a small C
+        from cancelling terms, e.g. at negative c, is good to ~1e-16 absolute only); with
+        ``digits``, a :class:`PreciseValue` (an ``mpmath.mpf`` with ``.digits``, the
+        significant digits guaranteed, and ``.error``; an object array of them).
 
     Raises:
         DomainError: c outside [-1, 1], q not finite and positive, NaN/inf, bad order.
-        PrecisionError: digits not None or an integer >= 1.
+        PrecisionError: digits not None or an integer in [1, MAX_DIGITS].
         FreeParameterError: a parameter of the activation is free.
         InfiniteMomentError: ``E[phi(sqrt(q) z)^2]`` is infinite.
-        UnsupportedError: ``C''`` of an activation that jumps (Heaviside, sign), c < 1;
+        UnsupportedError: the digits=N double integral at ``|c| < 1`` of an activation
+            too steep to resolve within its evaluation budget; ``C''`` of an activation that jumps (Heaviside, sign), c < 1;
             ``order`` or ``digits`` with ``q2 != q``.
-        ConvergenceError: a quadrature's error check failed.
+        ConvergenceError: a quadrature's error check failed, or float64 C'/C'' would lose
+            its digits to cancellation (a steep activation).
 
     Example:
         >>> import math
@@ -148,7 +172,9 @@ def c_map(act, c, *, q=1.0, q2=None, order: int = 0, digits: int | None = None):
         return float(out) if scalar else out
     if digits is not None:
         from . import precise
-        return _each(values, scalar, lambda v: precise.c_map(act, v, q, order, digits))
+        from ._value import guaranteed
+        return _each(values, scalar, lambda v: guaranteed(
+            lambda d: precise.c_map(act, v, q, order, d), digits, 1, MAX_DIGITS))
     from . import fast
     out = fast.c_map(act, values, float(q), order)
     return float(out) if scalar else out
@@ -205,6 +231,9 @@ def _check_digits(digits):
     if isinstance(digits, bool) or not isinstance(digits, numbers.Integral) or digits < 1:
         raise PrecisionError(f"digits must be None (float64) or an integer >= 1, got "
                              f"{digits!r}")
+    if digits > MAX_DIGITS:
+        raise PrecisionError(f"digits must be at most MAX_DIGITS = {MAX_DIGITS} for the maps "
+                             f"(mpmath work grows like digits^2 to digits^3), got {digits!r}")
     return int(digits)
 
 

@@ -454,8 +454,8 @@ class _Inner:
         return out
 
     def wbreaks(self, u):
-        """Kinks of w -> f(c u + s w), in w."""
-        return [(x / self.root - self.c * u) / self.s for x in self.phi.xbreaks()]
+        """Kinks (and graded points around steep features) of w -> f(c u + s w), in w."""
+        return [(x / self.root - self.c * u) / self.s for x in self.phi.xsplits()]
 
     def __call__(self, u, n_rule):
         """[I_0..I_4](u); ``n_rule`` selects the quadrature rule (ignored when closed)."""

@@ -17,6 +17,7 @@ import sympy as sp
 
 from ..errors import ConvergenceError
 from ..parsing import X
+from ._features import features, graded
 
 __all__ = ["GUARD", "expect"]
 
@@ -139,10 +140,25 @@ class _Phi:
             self.ybranch.append(next(p.branch for p in pieces if p.lo <= mid <= p.hi))
         self.growth = self.base.growth
         self._fns = {}
+        # steep features (tanh(1e6 x)): split points graded down to each one's width, or
+        # to the working precision's resolution of y there
+        floor = mpmath.mpf(10) ** -(mpmath.mp.dps + 2)
+        self.features = [(mpmath.mpf(sp.N(f.location, mpmath.mp.dps + 5)),
+                          mpmath.mpf(f.scale)) for f in features(self.base)]
+        self.ysplits = [y for y0, scale in self.features
+                        for y in graded(y0, scale, 1, floor * max(1, abs(y0)))]
 
     def xbreaks(self):
         """Breakpoints of the transformed activation in x."""
         return sorted((y - self.B) / self.A for y in self.ybreaks)
+
+    def xsplits(self):
+        """Breakpoints and graded points around steep features, in x: where panels end."""
+        return sorted((y - self.B) / self.A for y in [*self.ybreaks, *self.ysplits])
+
+    def xfeatures(self):
+        """Centres of the steep features in x."""
+        return [(y - self.B) / self.A for y, _ in self.features]
 
     def branch_x(self, x):
         """Branch index holding at x (points of an open interval: no ties)."""
@@ -198,7 +214,7 @@ def _z_points(phi, scale, extra=()):
     """Split points in z for integrands of ``phi(scale z)``: kinks, 0 and ``extra``."""
     zmax = _half_width(phi, scale, mpmath.mp.dps)
     pts = {mpmath.mpf(0), -zmax, zmax}
-    pts.update(x / scale for x in phi.xbreaks())
+    pts.update(x / scale for x in phi.xsplits())
     pts.update(extra)
     return sorted(p for p in pts if -zmax <= p <= zmax)
 
@@ -208,10 +224,12 @@ def _integrate_1d(make, points, width, digits, what, scale_of=None):
     """Vector integrals ``sum_i w_i F(z_i)`` on panels; ``make(lo, hi)`` gives F there.
 
     Runs two Gauss-Legendre rules and, if they disagree, halves the panels (up to
-    ``_MAX_REFINE`` times).
+    ``_MAX_REFINE`` times): every panel, also those between close split points.
     """
     dps = mpmath.mp.dps
-    for _ in range(_MAX_REFINE + 1):
+    for level in range(_MAX_REFINE + 1):
+        if level:
+            points = _bisected(points)
         panels = _panels(points, width)
         results = []
         for n in _rules(dps):
@@ -234,6 +252,13 @@ def _integrate_1d(make, points, width, digits, what, scale_of=None):
     raise ConvergenceError(
         f"mpmath quadrature of {what} did not reach {digits} digits: two rules give "
         f"{[mpmath.nstr(v, 15) for v in fine]} and {[mpmath.nstr(v, 15) for v in coarse]}")
+
+
+def _bisected(points):
+    """``points`` with the midpoint of every gap added (a refinement that also halves the
+    panels between close split points, which a smaller panel width leaves alone)."""
+    points = sorted(points)
+    return sorted(set(points) | {(a + b) / 2 for a, b in itertools.pairwise(points)})
 
 
 def _panel_width(phi, scale):
@@ -275,7 +300,7 @@ def expect(act, terms, a=1.0, b=0.0, digits: int = 30):
         phi = _Phi(act)
         a, b = mpmath.mpf(a), mpmath.mpf(b)
         zmax = _half_width(phi, abs(a) + abs(b), mpmath.mp.dps)
-        points = {mpmath.mpf(0), -zmax, zmax} | {(x - b) / a for x in phi.xbreaks()}
+        points = {mpmath.mpf(0), -zmax, zmax} | {(x - b) / a for x in phi.xsplits()}
         if abs(b / a) < zmax:
             points.add(-b / a)
         points = sorted(p for p in points if -zmax <= p <= zmax)

@@ -32,8 +32,13 @@ Routes, chosen per (activation, q) and cached on the activation:
   ``|c| -> 1``; Dirac masses of ``f''`` (kinks) or ``f'`` (jumps) contribute the bivariate
   normal density at the kinks and conditional expectations.
 
-Precision: about 1e-14 relative (1e-16 absolute for values near zero) on every route for
-well-conditioned inputs, checked against 40-digit mpmath in the tests. A transformed
+Steep features (``tanh(1e6 x)``, :mod:`kernelshape.maps._features`) end panels of both the
+1-D rules and the 2-D rule on points graded down to their width.
+
+Precision: within 1e-13 relative or 1e-15 absolute, whichever is larger, on every route for
+well-conditioned inputs, checked against 40-digit mpmath in the tests (typically 1e-16
+absolute: a small C from cancelling terms is not relatively accurate). C' and C'' of the
+2-D rule raise ConvergenceError where their estimated rounding exceeds 1e-11 relative. A transformed
 activation whose output shift ``d`` nearly cancels ``phi`` (``|phi(b)| >> a |phi'(b)|``)
 inherits float64's rounding of ``phi`` relative to its variation.
 """
@@ -46,6 +51,7 @@ import numpy as np
 
 from ..errors import ConvergenceError, UnsupportedError
 from . import closed_forms, hermite
+from ._features import features, graded
 from ._vector import fused_branches
 from .gauss import gauss_legendre
 
@@ -58,6 +64,10 @@ _H_1D = 1.0
 _X_DENSE = 24.0      # |x| below which base-coordinate panels are at most 2 wide
 _ACCEPT_1D = 1e-11   # accepted distance fine vs coarse 1-D rule, relative to E|integrand|
 _CACHE_SIZE = 32
+#: Rounding of the 2-D rule per unit of ``E[|f^(k)|]^2 / Q`` (an over-estimate: the
+#: 40-digit references see 3 to 30 times less), and the largest accepted estimate
+#: (relative + absolute) for its C' and C'' values; beyond it ConvergenceError.
+_EPS_2D, _RTOL_2D, _ATOL_2D = 1e-16, 1e-11, 1e-16
 #: Arrays with at least this many interior c values of a kinked activation use the theta
 #: interpolant of the 2-D rule (built once per activation, q and order) instead of the rule.
 _INTERP_MIN = 256
@@ -165,13 +175,17 @@ class _Prepared:
 
     # -- geometry ------------------------------------------------------------------------
     def _features(self, base, step):
-        """u-points where f has kinks or structure: base x-panels at most ``step / 2`` wide
+        """u-points where f has kinks or structure: panels graded down to the width of each
+        steep feature (:mod:`kernelshape.maps._features`), base x-panels at most ``step / 2`` wide
         for |x| < 8 (near the complex singularities of common activations), ``step`` for
         |x| < 24, growing geometrically beyond (common activations are polynomial there up
         to exponentially small terms)."""
         near = np.arange(-8.0, 8.0 + step / 4, step / 2)
         xs = list(np.arange(-_X_DENSE, _X_DENSE + step / 2, step)) + list(near)
         xs += list(base.breakpoints)
+        for feat in features(base):
+            # graded down to the feature's width (or float64's resolution of x there)
+            xs += graded(feat.x, feat.scale, step / 2, 1e-15 * max(1.0, abs(feat.x)))
         reach = abs(self.alpha) * self.t_max + abs(self.beta)
         if self.dense:
             far = np.arange(_X_DENSE, reach + step, step)
@@ -459,7 +473,34 @@ class _Prepared:
         self.mod.c_direct(np.ascontiguousarray(c), order, self.alpha, self.beta, self.G,
                           self.D, self.lo, self.hi, self.br, self.fpts, kt, kj,
                           self.t_max, self.t_max, _H_2D, gx, gw, out)
-        return out / self.Q
+        out /= self.Q
+        self._check_cancellation(c, out, order)
+        return out
+
+    def _check_cancellation(self, c, out, order):
+        """Raise where the 2-D rule's estimated rounding is far beyond the float64 claim.
+
+        The rule sums ``f^(k)(u) f^(k)(v)`` over the plane: its rounding error is about
+        ``_EPS_2D E[|f^(k)|]^2 / Q`` absolute. For a steep activation (``erf(1e4 x)``: ``f''``
+        reaches 1e8 within 1e-4 of 0) that is far above ``|C''|``; the digits=N route
+        integrates the Gaussian density's derivatives instead and has no such loss.
+        """
+        if order == 0:
+            return
+        key = ("abs", order)
+        if key not in self._rules:
+            # an estimate: |f^(k)| has kinks where f^(k) changes sign, no rule check
+            z, w, branch, _ = self._rule(_GL_1D)
+            self._rules[key] = float(w @ np.abs(self.r(order, z, branch)))
+        bound = _EPS_2D * self._rules[key] ** 2 / self.Q
+        bad = bound > _RTOL_2D * np.abs(out) + _ATOL_2D
+        if np.any(bad):
+            at = float(c[bad][0])
+            raise ConvergenceError(
+                f"float64 C^({order}) of {self.expr} at q = {self.q:g}, c = {at!r} loses its "
+                f"digits to cancellation (rounding up to {bound:.2g} against a value of "
+                f"{float(out[bad][0]):.6g}: phi^({order}) is large where phi is steep); use "
+                "digits=N")
 
     def series(self):
         """Per-order power-series coefficients of C^(k) in c, or None (see module docs)."""

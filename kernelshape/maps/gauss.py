@@ -24,6 +24,7 @@ panels are memoized (a pure function of the interval and panel count).
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 
 import numpy as np
@@ -96,6 +97,7 @@ class Moments:
     """
 
     def __init__(self, act):
+        from ._features import features, graded
         from ._vector import fused_branches
         self.act = act
         self.A, self.B, self.D, self.G = (float(v) for v in act.affine_params)
@@ -104,6 +106,8 @@ class Moments:
         self.fns = fused_branches(act)
         self.growth = base.growth
         self.zero_branches = {k for k, branch in enumerate(base.branches) if branch == 0}
+        self.splits = [y for f in features(base)
+                       for y in graded(f.x, f.scale, 1.0, 1e-15 * max(1.0, abs(f.x)))]
         self.kinks = []
         for k in base.kinks:
             if k.order != 1:
@@ -162,20 +166,24 @@ class Moments:
         return float(math.ceil(t))
 
     def _layout(self, a0, b0, level, points):
-        """``[(branch, z, w), ...]`` over the pieces phi takes on ``|z| <= t_max``."""
+        """``[(branch, z, w), ...]`` over the pieces phi takes on ``|z| <= t_max``; panels
+        also end on points graded towards each steep feature (``tanh(1e4 x)``), down to
+        its width (:mod:`kernelshape.maps._features`)."""
         t_max = self._t_max(a0, b0)
         h = H0 / 2.0 ** level / max(abs(a0), 1.0)
-        if len(self.pieces) == 1:
-            return [(self.pieces[0][2],
-                     *_panels(-t_max, t_max, math.ceil(2.0 * t_max / h), points))]
+        cuts = sorted(((y - b0) / a0 for y in self.splits), key=float)
         out = []
         for lo, hi, k in self.pieces:
             z_lo, z_hi = sorted(((lo - b0) / a0, (hi - b0) / a0))
             z_lo, z_hi = max(z_lo, -t_max), min(z_hi, t_max)
             if not z_hi > z_lo:
                 continue
-            n = max(1, math.ceil((z_hi - z_lo) / h))
-            out.append((k, *_panels(z_lo, z_hi, n, points)))
+            ends = [z_lo, *(z for z in cuts if z_lo < z < z_hi), z_hi]
+            for a, b in itertools.pairwise(ends):
+                out.append((k, *_panels(a, b, max(1, math.ceil((b - a) / h)), points)))
+        if len(out) > 1 and len(self.pieces) == 1:
+            k = out[0][0]
+            out = [(k, np.concatenate([o[1] for o in out]), np.concatenate([o[2] for o in out]))]
         return out
 
     def _evaluate(self, layout, a0, b0):

@@ -83,7 +83,7 @@ def _coefficients(act, q, n_max, digits):
         # He_n(z) N(z) / sqrt(n!) decays like exp(-z^2/4), not exp(-z^2/2)
         zmax = (2 * phi.growth * abs(phi.A * root)
                 + mpmath.sqrt(4 * mpmath.log(10) * (mpmath.mp.dps + 4)) + 2)
-        points = {mpmath.mpf(0), -zmax, zmax} | {x / root for x in phi.xbreaks()}
+        points = {mpmath.mpf(0), -zmax, zmax} | {x / root for x in phi.xsplits()}
         points = sorted(p for p in points if -zmax <= p <= zmax)
         width = min(precise._panel_width(phi, root), 6 / mpmath.sqrt(n_max + 1))
 

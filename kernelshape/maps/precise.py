@@ -28,8 +28,11 @@ on panels split at the kinks) is done twice, with two rules, and the results mus
 ``10^-(digits+3)`` relative (absolute ``10^-(digits+4)`` on the scale of Q near zero),
 else :class:`~kernelshape.errors.ConvergenceError` is raised.
 
-Precision claim: results are correct to ``digits`` significant digits (absolute
-``10^-digits`` for values near zero).
+Precision claim: results are correct to an absolute ``10^-(digits+3)`` of their scale
+(``Q(q)`` for K and Q; so 1 for C). The public maps turn that into ``digits`` significant
+digits where it can (:mod:`kernelshape.maps._value`). Steep features
+(:mod:`kernelshape.maps._features`) end panels on graded points; a double integral that would
+need more than :data:`MAX_EVALUATIONS` evaluations to resolve one is refused.
 """
 
 from __future__ import annotations
@@ -40,10 +43,12 @@ import math
 import mpmath
 
 from ..errors import ConvergenceError, UnsupportedError
+from ._features import features
 from ._mpinner import _Inner, _polyexp_terms
 from ._mpquad import (
     _MAX_REFINE,
     GUARD,
+    _bisected,
     _gauss_legendre,
     _half_width,
     _integrate_1d,
@@ -143,9 +148,11 @@ def _k_interior(act, q, c, digits, what):
     inner = _Inner(phi, root, c, s, digits)
     extra = []
     if c != 0:
-        extra = [x / (root * c) for x in phi.xbreaks()]
+        # where the inner integral has its structure: kinks and steep features seen
+        # through V = c U + s W (smoothed over a width ~ s)
+        extra = [x / (root * c) for x in [*phi.xbreaks(), *phi.xfeatures()]]
     zmax = _half_width(phi, root * (1 + abs(c)), mpmath.mp.dps)
-    centres = {x / root for x in phi.xbreaks()} | set(extra)
+    centres = {x / root for x in phi.xsplits()} | set(extra)
     points = {mpmath.mpf(0), -zmax, zmax} | centres
     # The inner integral turns a kink into a smoothed kink of width ~ s near x / (root c):
     # grade the panels geometrically towards it.
@@ -159,8 +166,12 @@ def _k_interior(act, q, c, digits, what):
     # wide panels converge as fast as narrow ones.
     width = 3 * _panel_width(phi, root) if inner.closed else _panel_width(phi, root)
     dps = mpmath.mp.dps
+    if phi.features and not inner.closed:
+        _check_cost(phi, points, width, inner, dps, what)
     q_val = _q_cached(act, q, digits)[0]
-    for _ in range(_MAX_REFINE + 1):
+    for level in range(_MAX_REFINE + 1):
+        if level:
+            points = _bisected(points)
         panels = _panels(points, width)
         if inner.closed and inner.has_poles:
             # pole terms of rational pieces share one sweep over all outer nodes; should
@@ -195,6 +206,29 @@ def _k_interior(act, q, c, digits, what):
         f"{[mpmath.nstr(v, 15) for v in coarse]}")
 
 
+#: Largest number of activation evaluations the double integral may take for an activation
+#: with steep features (:mod:`kernelshape.maps._features`) before it is refused.
+MAX_EVALUATIONS = 2_000_000
+
+
+def _check_cost(phi, points, width, inner, dps, what):
+    """Refuse a double integral whose graded panels would take hours: steep features make
+    both the outer and every inner integral long (their cost multiplies)."""
+    n = sum(_rules(dps))
+    outer = len(_panels(points, width)) * n
+    ws = sorted({-inner.zmax, inner.zmax, *(w for w in inner.wbreaks(mpmath.mpf(0))
+                                            if abs(w) < inner.zmax)})
+    cost = outer * len(_panels(ws, inner.width)) * n
+    if cost > MAX_EVALUATIONS:
+        steep = min(phi.features, key=lambda f: f[1])
+        raise UnsupportedError(
+            f"the digits=N C map of {what} is not supported: phi changes within "
+            f"{mpmath.nstr(steep[1] / abs(phi.A), 3)} of x = "
+            f"{mpmath.nstr((steep[0] - phi.B) / phi.A, 6)}, and resolving that inside the "
+            f"double integral takes about {cost:.1e} evaluations (limit {MAX_EVALUATIONS:.0e});"
+            " Q, C(0), C(+-1) and the float64 C map resolve it")
+
+
 def _k_zero(act, q, digits, what):
     """[K, K', K''] at c = 0: ``K^(k)(0) = E[f(z) He_k(z)]^2`` (Mehler)."""
     phi = _Phi(act)
@@ -219,7 +253,7 @@ def _k_edge(act, q, sign, digits, what):
     """[K, K', K''] at c = sign (= +-1): ``q^k E[phi^(k)(U) phi^(k)(sign U)]`` + Dirac."""
     phi = _Phi(act)
     root = mpmath.sqrt(q)
-    xs = phi.xbreaks()
+    xs = phi.xsplits()
     mirrored = sorted(set(xs) | {sign * x for x in xs})
     points = sorted(set(_z_points(phi, root)) | {x / root for x in mirrored})
 
@@ -271,6 +305,17 @@ def _k_edge(act, q, sign, digits, what):
     return out, q_val
 
 
+#: Width (in z) of a steep feature below which the uniform grids of :func:`_k_trapezoid`
+#: cannot be trusted to see it (every node may fall on its flat sides); such activations
+#: take the graded panels of :func:`_k_interior`.
+TRAPEZOID_MIN_WIDTH = mpmath.mpf("0.02")
+
+
+def _too_steep_for_grids(act, q):
+    scale = abs(mpmath.mpf(act.affine_params[0])) * mpmath.sqrt(q)
+    return any(f.scale / scale < TRAPEZOID_MIN_WIDTH for f in features(act.base))
+
+
 @functools.lru_cache(maxsize=4096)
 def _c_cached(act, c, q, digits):
     s2 = 1 - c * c
@@ -283,7 +328,8 @@ def _c_cached(act, c, q, digits):
             ks_, q_val = _k_edge(act, q, int(c), digits, what)
         elif c == 0:
             ks_, q_val = _k_zero(act, q, digits, what)
-        elif len(act.base.pieces) == 1 and _polyexp_terms(act.base, 0) is None:
+        elif len(act.base.pieces) == 1 and _polyexp_terms(act.base, 0) is None \
+                and not _too_steep_for_grids(act, q):
             ks_, q_val = _k_trapezoid(act, q, c, digits, what)
         else:
             ks_, q_val = _k_interior(act, q, c, digits, what)

@@ -27,8 +27,8 @@ Two routes, both float64 (the activation evaluated through its compiled kernels,
           \\qquad f_i(u) = \\phi(\\sqrt{q_i} u),
 
 both integrals by composite Gauss-Legendre rules. The inner one is split where ``c u + s w``
-meets a feature point of ``f_2`` (breakpoints of the activation and a grid on which it is
-analytic, as in :mod:`kernelshape.maps.fast`); the outer one at the features of ``f_1``, at
+meets a feature point of ``f_2`` (breakpoints of the activation, points graded towards its
+steep features and a grid on which it is analytic, as in :mod:`kernelshape.maps.fast`); the outer one at the features of ``f_1``, at
 the images ``p / c`` of the features of ``f_2`` (where the inner integral has its structure)
 and on a mesh graded by ``s`` around the images of the breakpoints (which sharpen as
 ``|c| -> 1``). At ``c = +-1`` it is the 1-D integral ``E[f_1(U) f_2(+-U)]``. A 16-point and
@@ -43,6 +43,7 @@ import math
 import numpy as np
 
 from ..errors import ConvergenceError
+from ._features import features, graded
 from .gauss import gauss_legendre
 
 __all__ = ["c_map", "cross_moment"]
@@ -158,6 +159,9 @@ class _Side:
         far, top = 24.0, self.alpha * _reach(act, self.alpha) + abs(b)
         if dense:
             xs.append(np.arange(-top - 2.0, top + 2.0, 2.0))
+        # steep features (tanh(1e6 x)): points graded down to their width
+        xs.append(np.array([y for f in features(act.base) for y in graded(
+            f.x, f.scale, 1.0, 1e-15 * max(1.0, abs(f.x)))], dtype=np.float64))
         while far < top:
             far *= 1.5
             xs.append(np.array([far, -far]))
