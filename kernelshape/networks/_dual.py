@@ -54,14 +54,15 @@ def expectations(phi, k11, k22, k12, *, derivative: bool):
 
 
 def _one_q(phi, q, c, derivative):
-    from ..maps import c_map, q_map
-    c = np.clip(c, -1.0, 1.0)
+    # maps.q_map validates phi and q (fixed parameters, finite moment); c is clipped here,
+    # so the float64 kernel is called directly, without a second pass of checks
+    from ..maps import fast, q_map
     big_q = q_map(phi, q)
-    value = big_q * np.asarray(c_map(phi, c, q=q), dtype=np.float64)
+    c = np.clip(np.asarray(c, dtype=np.float64), -1.0, 1.0)
+    value = big_q * fast.c_map(phi, c, q, 0)
     if not derivative:
         return value, None
-    slope = big_q * np.asarray(c_map(phi, c, q=q, order=1), dtype=np.float64) / q
-    return value, slope
+    return value, big_q * fast.c_map(phi, c, q, 1) / q
 
 
 def _grouped(phi, k11, k22, k12, derivative):

@@ -1,8 +1,8 @@
 """Kernels on real inputs: NNGP and NTK over (input, position) pairs (THEORY.md §8).
 
-The state is a kernel array in neural-tangents' full-spatial layout, ``K[a, b, i, i', j,
-j', ...]`` for inputs ``a, b`` and positions ``(i, j, ...)`` / ``(i', j', ...)``, with the
-NTK ``T`` beside it (None when not asked). Each layer kind has one rule in
+The state is the kernel over (input, position) pairs, ``K[a, i, j, ..., b, i', j', ...]``
+for inputs ``a, b`` and positions ``(i, j, ...)`` / ``(i', j', ...)``, with the NTK ``T``
+beside it (None when not asked). Each layer kind has one rule in
 :data:`KERNEL_RULES`; conventions are those of neural-tangents' ``stax`` (fan-in
 normalization, zero padding counted in the fan-in, NTK parameterization, average pooling
 dividing by the window), so values compare one to one:
@@ -22,6 +22,7 @@ dividing by the window), so values compare one to one:
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 
 import numpy as np
@@ -52,45 +53,49 @@ class _State:
     spatial: tuple
 
 
+# Layout: K[a, i, j, ..., b, i', j', ...] -- the (input, position) x (input, position) matrix
+# with its axes unflattened, so a reshape gives the matrix (the element-wise rule works on
+# its upper triangle) and spatial rules slice one axis per side. Linear rules act on NNGP
+# and NTK stacked along a leading axis, in one pass.
 def inputs_kernel(x, ntk):
     """The input state: ``K = x x^T / channels`` over (input, position) pairs, ``T = 0``."""
     n, spatial, channels = x.shape[0], x.shape[1:-1], x.shape[-1]
     flat = x.reshape(n, -1, channels)
-    k = np.einsum("apc,bqc->abpq", flat, flat) / channels
-    k = k.reshape((n, n) + spatial + spatial)
-    d = len(spatial)
-    # (a, b, i, j, i', j') -> (a, b, i, i', j, j'): each spatial axis beside its partner
-    order = [0, 1] + [ax for s in range(d) for ax in (2 + s, 2 + d + s)]
-    k = np.ascontiguousarray(k.transpose(order))
+    k = np.einsum("apc,bqc->apbq", flat, flat) / channels
+    k = k.reshape((n,) + spatial + (n,) + spatial)
     return _State(k, np.zeros_like(k) if ntk else None, tuple(spatial))
 
 
-def _diagonal(k, spatial):
-    """``D[a, i, j, ...] = K[a, a, i, i, j, j, ...]``."""
-    letters = "ijklmnop"[:len(spatial)]
-    sub = "aa" + "".join(c + c for c in letters)
-    return np.einsum(f"{sub}->a{letters}", k)
+def _size(st):
+    return st.k.shape[0] * math.prod(st.spatial)
 
 
 def _outer(k, spatial):
-    """``(K11, K22)`` broadcastable against ``K`` (diagonals of each side)."""
-    d = _diagonal(k, spatial)
-    n = d.shape[0]
-    shape1 = [n, 1] + [x for s in spatial for x in (s, 1)]
-    shape2 = [1, n] + [x for s in spatial for x in (1, s)]
-    return d.reshape(shape1), d.reshape(shape2)
+    """``(K11, K22)``: the diagonal, broadcastable against ``K`` from each side."""
+    n, d = k.shape[0], len(spatial)
+    size = n * math.prod(spatial)
+    diag = np.diagonal(k.reshape(size, size)).reshape((n,) + spatial)
+    return diag.reshape(diag.shape + (1,) * (d + 1)), diag.reshape((1,) * (d + 1) + diag.shape)
+
+
+def _linear_op(st, fn):
+    """Apply ``fn(arr, lead)`` to the NNGP and the NTK at once (``lead`` leading axes)."""
+    if st.t is None:
+        st.k = fn(st.k, 0)
+    else:
+        both = fn(np.stack([st.k, st.t]), 1)
+        st.k, st.t = both[0], both[1]
+    return st
 
 
 # -- layer rules ------------------------------------------------------------------------------
-def _affine(k, t, w2, b2):
-    k = w2 * k + b2
-    return k, (None if t is None else k + w2 * t)
-
-
 def _dense(node, st, phi):
     if node.skip:
         return st
-    st.k, st.t = _affine(st.k, st.t, node.sigma_w ** 2, node.sigma_b ** 2)
+    w2, b2 = node.sigma_w ** 2, node.sigma_b ** 2
+    k = w2 * st.k + b2 if (w2 != 1.0 or b2 != 0.0) else st.k
+    st.t = None if st.t is None else k + w2 * st.t
+    st.k = k
     return st
 
 
@@ -107,40 +112,78 @@ def _padding(size, window, stride, padding, what):
     return out, 0, 0
 
 
-def _windows(k, axis, window, stride, padding, what, offsets_both):
-    """Sum over window offsets along spatial axis ``axis`` (both sides of the pair).
+def _windows(arr, a1, a2, window, stride, padding, what, aligned, offsets):
+    """Sums over window offsets along axes ``a1`` (first side) and ``a2`` (second side).
 
-    ``offsets_both``: one offset shared by the two sides (convolution: aligned taps), else
-    each side summed on its own (pooling: two independent averages).
+    ``aligned``: one offset shared by both sides (a convolution's taps), else each side
+    summed on its own (pooling: two independent averages). Padded entries are zeros: at
+    stride 1 each offset adds the overlapping block in place (no padded copy).
+    Returns (sum, output size).
     """
-    size = k.shape[2 + 2 * axis]
-    out, lo, hi = _padding(size, window, stride, padding, what)
-    a1, a2 = 2 + 2 * axis, 3 + 2 * axis
-    pad = [(0, 0)] * k.ndim
-    pad[a1] = pad[a2] = (lo, hi)
-    kp = np.pad(k, pad) if lo or hi else k
+    size = arr.shape[a1]
+    out, lo, _ = _padding(size, window, stride, padding, what)
+    shifts = [d - lo for d in (offsets if aligned else range(window))]
+    if stride == 1:
+        def add(total, src, ax, shift):
+            p0, p1 = max(0, -shift), min(out, size - shift)
+            if p1 > p0:
+                dst = [slice(None)] * src.ndim
+                cut = [slice(None)] * src.ndim
+                dst[ax], cut[ax] = slice(p0, p1), slice(p0 + shift, p1 + shift)
+                return dst, cut
+            return None
+
+        if aligned:
+            shape = list(arr.shape)
+            shape[a1] = shape[a2] = out
+            total = np.zeros(shape)
+            for shift in shifts:
+                one = add(total, arr, a1, shift)
+                two = add(total, arr, a2, shift)
+                if one and two:
+                    dst = [x if i != a2 else two[0][a2] for i, x in enumerate(one[0])]
+                    cut = [x if i != a2 else two[1][a2] for i, x in enumerate(one[1])]
+                    total[tuple(dst)] += arr[tuple(cut)]
+            return total, out
+        for ax in (a1, a2):
+            shape = list(arr.shape)
+            shape[ax] = out
+            total = np.zeros(shape)
+            for shift in shifts:
+                spec = add(total, arr, ax, shift)
+                if spec:
+                    total[tuple(spec[0])] += arr[tuple(spec[1])]
+            arr = total
+        return arr, out
+    if lo or out * stride + window > size:   # zero padding: copy into a padded buffer
+        pad = max(0, (out - 1) * stride + window - size - lo)
+        shape = list(arr.shape)
+        shape[a1] += lo + pad
+        shape[a2] += lo + pad
+        padded = np.zeros(shape)
+        idx = [slice(None)] * arr.ndim
+        idx[a1] = idx[a2] = slice(lo, lo + size)
+        padded[tuple(idx)] = arr
+        arr = padded
     span = stride * (out - 1) + 1
 
-    def cut(arr, ax, d):
-        idx = [slice(None)] * arr.ndim
+    def cut(x, ax, d):
+        idx = [slice(None)] * x.ndim
         idx[ax] = slice(d, d + span, stride)
-        return arr[tuple(idx)]
+        return x[tuple(idx)]
 
-    if offsets_both is not None:
-        offsets = offsets_both
-        total = None
-        for d in offsets:
-            term = cut(cut(kp, a1, d), a2, d)
-            total = term.copy() if total is None else total + term
+    starts = [shift + lo for shift in shifts]
+    if aligned:
+        total = cut(cut(arr, a1, starts[0]), a2, starts[0]).copy()
+        for d in starts[1:]:
+            total += cut(cut(arr, a1, d), a2, d)
         return total, out
-    half = None
-    for d in range(window):
-        term = cut(kp, a1, d)
-        half = term.copy() if half is None else half + term
-    total = None
-    for d in range(window):
-        term = cut(half, a2, d)
-        total = term.copy() if total is None else total + term
+    half = cut(arr, a1, 0).copy()
+    for d in range(1, window):
+        half += cut(arr, a1, d)
+    total = cut(half, a2, 0).copy()
+    for d in range(1, window):
+        total += cut(half, a2, d)
     return total, out
 
 
@@ -156,22 +199,30 @@ def _spatial_params(value, spatial, what):
     return (value,) * len(spatial)
 
 
+def _spatial_op(st, node, sizes, strides, aligned, offsets_of, norm_of):
+    d, spatial = len(st.spatial), list(st.spatial)
+
+    def fn(arr, lead):
+        for ax, (w, s) in enumerate(zip(sizes, strides)):
+            arr, spatial[ax] = _windows(arr, lead + 1 + ax, lead + d + 2 + ax, w, s,
+                                        node.padding, repr(node), aligned, offsets_of(w))
+            arr /= norm_of(w)
+        return arr
+
+    _linear_op(st, fn)
+    st.spatial = tuple(spatial)
+    return st
+
+
 def _conv(node, st, phi):
     what = repr(node)
     sizes = _spatial_params(node.kernel_size, st.spatial, what)
     strides = _spatial_params(node.stride, st.spatial, what)
-    k, t, spatial = st.k, st.t, list(st.spatial)
-    for ax, (w, s) in enumerate(zip(sizes, strides)):
-        if node.init == "delta":
-            offsets, norm = [(w - 1) // 2], 1.0
-        else:
-            offsets, norm = range(w), float(w)
-        k, out = _windows(k, ax, w, s, node.padding, what, offsets)
-        k = k / norm
-        if t is not None:
-            t = _windows(t, ax, w, s, node.padding, what, offsets)[0] / norm
-        spatial[ax] = out
-    st.k, st.t, st.spatial = k, t, tuple(spatial)
+    if node.init == "delta":
+        st = _spatial_op(st, node, sizes, strides, True, lambda w: [(w - 1) // 2],
+                         lambda w: 1.0)
+    else:
+        st = _spatial_op(st, node, sizes, strides, True, lambda w: list(range(w)), float)
     return _dense(node, st, phi)
 
 
@@ -180,42 +231,33 @@ def _avg_pool(node, st, phi):
     sizes = _spatial_params(node.window, st.spatial, what)
     strides = _spatial_params(node.stride if node.stride is not None else node.window,
                               st.spatial, what)
-    k, t, spatial = st.k, st.t, list(st.spatial)
-    for ax, (w, s) in enumerate(zip(sizes, strides)):
-        k, out = _windows(k, ax, w, s, node.padding, what, None)
-        k = k / float(w * w)
-        if t is not None:
-            t = _windows(t, ax, w, s, node.padding, what, None)[0] / float(w * w)
-        spatial[ax] = out
-    st.k, st.t, st.spatial = k, t, tuple(spatial)
-    return st
+    return _spatial_op(st, node, sizes, strides, False, lambda w: None,
+                       lambda w: float(w * w))
 
 
 def _global_avg_pool(node, st, phi):
-    _spatial_params(1, st.spatial, repr(node))
-    axes = tuple(range(2, st.k.ndim))
-    st.k = st.k.mean(axis=axes)
-    st.t = None if st.t is None else st.t.mean(axis=axes)
+    d = len(_spatial_params(1, st.spatial, repr(node)))
+
+    def fn(arr, lead):
+        return arr.mean(axis=tuple(lead + 1 + i for i in range(d))
+                        + tuple(lead + d + 2 + i for i in range(d)))
+
+    _linear_op(st, fn)
     st.spatial = ()
     return st
 
 
 def _flatten(node, st, phi):
     if st.spatial:
-        size = math.prod(st.spatial)
-        st.k = np.trace(_pairs_last(st.k, st.spatial), axis1=-2, axis2=-1) / size
-        if st.t is not None:
-            st.t = np.trace(_pairs_last(st.t, st.spatial), axis1=-2, axis2=-1) / size
+        n, size = st.k.shape[0], math.prod(st.spatial)
+
+        def fn(arr, lead):
+            arr = arr.reshape(arr.shape[:lead] + (n, size, n, size))
+            return np.einsum("...apbp->...ab", arr) / size
+
+        _linear_op(st, fn)
         st.spatial = ()
     return st
-
-
-def _pairs_last(k, spatial):
-    """``(n, n, P, P)`` with ``P`` the positions flattened (row-major on both sides)."""
-    d = len(spatial)
-    order = [0, 1] + [2 + 2 * s for s in range(d)] + [3 + 2 * s for s in range(d)]
-    size = math.prod(spatial)
-    return k.transpose(order).reshape(k.shape[0], k.shape[1], size, size)
 
 
 def _layer_norm(node, st, phi):
@@ -227,13 +269,45 @@ def _layer_norm(node, st, phi):
 
 
 def _nonlinear(node, st, phi):
+    """Element-wise rule on the blocks on and above the diagonal of the (symmetric) kernel
+    matrix: contiguous slices instead of an index gather, 5/8 of the entries."""
     from ._scalar import _phi_of
-    k11, k22 = _outer(st.k, st.spatial)
-    value, slope = expectations(_phi_of(node, phi), k11, k22, st.k,
+    size = _size(st)
+    k11, _ = _outer(st.k, st.spatial)
+    diag = k11.reshape(size)
+    blocks = _blocks(size)
+    flat = st.k.reshape(size, size)
+    values = np.concatenate([flat[r, c].ravel() for r, c in blocks])
+    first = np.concatenate([np.broadcast_to(diag[r, None], (r.stop - r.start, c.stop - c.start))
+                            .ravel() for r, c in blocks])
+    second = np.concatenate([np.broadcast_to(diag[None, c], (r.stop - r.start, c.stop - c.start))
+                             .ravel() for r, c in blocks])
+    value, slope = expectations(_phi_of(node, phi), first, second, values,
                                 derivative=st.t is not None)
-    st.t = None if st.t is None else slope * st.t
-    st.k = value
+    st.k = _assemble(value, blocks, size).reshape(st.k.shape)
+    if st.t is not None:
+        st.t = st.t * _assemble(slope, blocks, size).reshape(st.t.shape)
     return st
+
+
+def _blocks(size, parts=4):
+    """Slices ``(rows, cols)`` of the blocks on and above the diagonal of a ``parts x parts``
+    partition of a ``size x size`` matrix."""
+    edges = np.linspace(0, size, min(parts, size) + 1).astype(int)
+    cuts = [slice(int(lo), int(hi)) for lo, hi in itertools.pairwise(edges)]
+    return [(r, c) for i, r in enumerate(cuts) for c in cuts[i:]]
+
+
+def _assemble(values, blocks, size):
+    out = np.empty((size, size))
+    start = 0
+    for r, c in blocks:
+        shape = (r.stop - r.start, c.stop - c.start)
+        block = values[start:start + shape[0] * shape[1]].reshape(shape)
+        out[r, c] = block
+        out[c, r] = block.T   # the diagonal blocks: symmetric up to rounding, kept as computed
+        start += block.size
+    return out
 
 
 #: One kernel rule per layer kind: ``rule(node, state, phi) -> state``.
