@@ -81,6 +81,9 @@ def test_layer_norm_sets_q_to_one_and_needs_gaussian_inputs():
     assert net.q_map(RELU, 5.0, order=1) == 0.0
     with pytest.raises(UnsupportedError, match="layer_norm must follow a linear or conv"):
         ks.chain(ks.nonlinear(), ks.layer_norm()).c_map(RELU, 0.5)
+    with pytest.raises(UnsupportedError, match="layer_norm must follow a linear or conv"):
+        ks.dks(ks.activation("tanh"), network=ks.chain(ks.nonlinear(), ks.layer_norm(),
+                                                       ks.nonlinear()), zeta=1.5)
     with pytest.raises(UnsupportedError, match="Gaussian pre-activations"):
         ks.chain(ks.layer_norm(), ks.linear()).kernel(np.eye(3))
 
@@ -128,13 +131,17 @@ def test_bound_activations_and_several_of_them():
 
 
 def test_subnet_max_treats_averages_as_identity_and_refuses_scaling_layers():
-    body = [ks.conv(3), ks.nonlinear(), ks.avg_pool(2), ks.layer_norm(), ks.conv(3, init="delta"),
+    body = [ks.conv(3), ks.nonlinear(), ks.avg_pool(2), ks.conv(3, init="delta"), ks.layer_norm(),
             ks.nonlinear(), ks.global_avg_pool(), ks.flatten(), ks.linear()]
     assert ks.chain(*body).max_slope(1.5) == 1.5 ** 2
     with pytest.raises(UnsupportedError, match="sigma_w = 1, sigma_b = 0"):
         ks.chain(ks.linear(sigma_w=2.0), ks.nonlinear()).max_slope(1.5)
     t = ks.dks(ks.activation("tanh"), network=ks.chain(*body), zeta=1.5)
     assert t.max_residual < 1e-12
+    t = ks.tat(ks.activation("softplus"), network=ks.chain(*body), tau=0.3)
+    assert t.max_residual < 1e-12
+    eta = ks.tat(ks.activation("leaky_relu"), network=ks.chain(*body * 15), eta=0.9)
+    assert ks.chain(*body * 15).c_map(eta.activation, 0.0) == pytest.approx(0.9, abs=1e-12)
 
 
 def test_heads_maximize_over_every_output():

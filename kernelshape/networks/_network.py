@@ -54,6 +54,7 @@ class Network:
             >>> mlp(3).subnet_max(0.0, lambda y: y + 1)
             3.0
         """
+        self._check_structure()
         values = _evaluate((self, *self._subnetworks), x, _scalar.ValueRules(r))
         best = values[0]
         for value in values[1:]:
@@ -82,6 +83,7 @@ class Network:
 
     def _value(self, x, r):
         """The whole network's value at ``x`` with nonlinear layers replaced by ``r``."""
+        self._check_structure()
         return _evaluate((self,), x, _scalar.ValueRules(r))[0]
 
     @functools.cached_property

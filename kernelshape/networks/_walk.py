@@ -228,6 +228,6 @@ def _leaves(root):
         seen.add(id(node))
         if node._role == LEAF:
             out.append(node)
-        else:
-            stack.extend(_children(node))
+        else:   # a chain of one repeated layer pushes it once
+            stack.extend({id(k): k for k in _children(node) if id(k) not in seen}.values())
     return out
