@@ -40,6 +40,15 @@ class Kernel:
             output unit.
         ntk: ``(n, n)`` float64 array, the neural tangent kernel (NTK parameterization),
             or None when not asked for.
+
+    Example:
+        >>> import numpy as np
+        >>> import kernelshape as ks
+        >>> k = ks.chain(ks.linear(), ks.nonlinear("relu"), ks.linear()).kernel(
+        ...     np.eye(2), ntk=True)
+        >>> k.nngp      # relu: Q(1/2) = 1/4 on the diagonal, 1/(4 pi) off it
+        array([[0.25      , 0.07957747],
+               [0.07957747, 0.25      ]])
     """
 
     nngp: np.ndarray
