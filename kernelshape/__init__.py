@@ -20,9 +20,16 @@ from .errors import *  # noqa: F403 - the error classes are part of the public s
 from .errors import __all__ as _errors_all
 from .init import delta_orthogonal, suo
 from .networks import (
+    Kernel,
     Network,
     as_network,
+    avg_pool,
     chain,
+    conv,
+    flatten,
+    global_avg_pool,
+    heads,
+    layer_norm,
     linear,
     mlp,
     nonlinear,
@@ -30,6 +37,7 @@ from .networks import (
     parallel,
     residual,
     resnet,
+    shared,
 )
 from .pln import pln
 from .transforms import EdgeOfChaos, ReluWarning, Residual, Transform, dks, eoc, tat
@@ -48,6 +56,7 @@ __all__ = [
     "Activation", "Kink", "activation", "builtins",
     "Network", "as_network", "chain", "linear", "mlp", "nonlinear", "normalized_sum",
     "parallel", "resnet", "residual",
+    "conv", "avg_pool", "global_avg_pool", "flatten", "layer_norm", "shared", "heads", "Kernel",
     "dks", "tat", "eoc", "Transform", "Residual", "EdgeOfChaos", "ReluWarning",
     "suo", "delta_orthogonal", "pln",
     "codegen", "plot", "empirical",

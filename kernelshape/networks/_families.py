@@ -5,15 +5,9 @@ from __future__ import annotations
 import numbers
 
 from ..errors import NetworkError
-from ._nodes import (
-    _LINEAR,
-    _NONLINEAR,
-    Network,
-    _Chain,
-    _check_depth,
-    _check_shortcut_weight,
-    _Sum,
-)
+from ._layers import _LINEAR, _NONLINEAR, _SKIP
+from ._network import Network
+from ._nodes import _Chain, _check_depth, _check_shortcut_weight, _Sum
 
 #: The ``dks`` modified-ResNet family: depth -> (blocks per group, bottleneck, projection
 #: shortcut in the first block of each group).
@@ -84,12 +78,12 @@ def resnet(depth: int, shortcut_weight: float = 0.0, *, version: str = "v2") -> 
     if v2:
         branch = _Chain([_NONLINEAR, _LINEAR] * n_act, label=f"{n_act} x (nonlinear, linear)")
         proj = _Chain([_NONLINEAR, _LINEAR], label="projection (nonlinear, linear)")
-        plain_block = _Sum((_LINEAR, branch), squares, "residual")
+        plain_block = _Sum((_SKIP, branch), squares, "residual")
         proj_block = _Sum((proj, branch), squares, "residual")
     else:
         branch = _Chain([_LINEAR] + [_NONLINEAR, _LINEAR] * n_act,
                         label=f"linear, {n_act} x (nonlinear, linear)")
-        plain_block = _Chain([_Sum((_LINEAR, branch), squares, "residual"), _NONLINEAR])
+        plain_block = _Chain([_Sum((_SKIP, branch), squares, "residual"), _NONLINEAR])
         proj_block = plain_block
     layers = []
     for group, count in enumerate(blocks_per_group):

@@ -1,216 +1,25 @@
-"""Network nodes: the vocabulary (nonlinear, linear, chain, sums) and its checks."""
+"""Network structure: chains, normalized sums, weight sharing, heads; checks.
+
+The layers themselves are in :mod:`._layers`; every node here is a :class:`Network` whose
+values, maps and kernels come from :mod:`._network`.
+"""
 
 from __future__ import annotations
 
-import functools
 import math
 import numbers
 
-from ..errors import DomainError, NetworkError, UnsupportedError
-from ._walk import (
-    _depth_of,
-    _describe_lines,
-    _evaluate,
-    _MapRules,
-    _render,
-    _subnetworks_of,
-    _TwoQMapRules,
-    _ValueRules,
-)
+from ..errors import NetworkError, UnsupportedError
+from ._layers import _SKIP, _Layer
+from ._network import Network
+from ._walk import CHAIN, SUM
 
 #: How far the squared weights of a normalized sum may sum away from 1 (rounding only).
 WEIGHT_TOL = 1e-12
 
-
-
-class Network:
-    """Base class of network descriptions (see the module docs for the vocabulary).
-
-    Descriptions may nest to any depth: nothing walks them by Python recursion. Values and
-    maps run a flat program of the unfolded description (:func:`_program`) when it is small,
-    else an explicit-stack walk (:func:`_walk`) that evaluates a node shared by several
-    parents, or nested in several subnetworks, once per input; layer counts and display
-    work on explicit stacks too.
-    """
-
-    label: str | None = None
-
-    # -- subnetwork maximizing function -------------------------------------------------
-    def subnet_max(self, x, r):
-        """``M_{f,r}(x)``: the largest value of any subnetwork at ``x`` (THEORY.md §2).
-
-        Nonlinear layers become ``r``, linear layers the identity and normalized sums
-        ``sum_i w_i^2 x_i``; the maximum runs over the whole network and every branch of a
-        sum that holds a nonlinear layer (a network on its own).
-
-        Example:
-            >>> mlp(3).subnet_max(0.0, lambda y: y + 1)
-            3.0
-        """
-        values = _evaluate((self, *self._subnetworks), x, _ValueRules(r))
-        best = values[0]
-        for value in values[1:]:
-            best = max(best, value)
-        return best
-
-    def max_slope(self, xi):
-        """DKS maximal slope function ``mu(xi) = M_{f, y -> xi y}(1)`` (Martens et al. §5).
-
-        Example:
-            >>> mlp(4).max_slope(2.0)
-            16.0
-        """
-        return self.subnet_max(1.0, lambda y: xi * y)
-
-    def max_curvature(self, t):
-        """TAT maximal curvature function ``M_{f, y -> t + y}(0)`` (Zhang et al. §4.2).
-
-        Example:
-            >>> mlp(4).max_curvature(0.25)
-            1.0
-        """
-        return self.subnet_max(0.0, lambda y: t + y)
-
-    def _value(self, x, r):
-        """The whole network's value at ``x`` with nonlinear layers replaced by ``r``."""
-        return _evaluate((self,), x, _ValueRules(r))[0]
-
-    @functools.cached_property
-    def _subnetworks(self):
-        return _subnetworks_of(self)
-
-    def _depth(self):
-        return _depth_of(self)
-
-    @property
-    def n_nonlinear(self) -> int:
-        """Nonlinear layers on the longest input-to-output path."""
-        return self._depth()
-
-    # -- global maps --------------------------------------------------------------------
-    def q_map(self, phi, q):
-        """The network's Q map: ``q`` pushed through every layer (THEORY.md §2).
-
-        Args:
-            phi: a fixed :class:`~kernelshape.activations.Activation`.
-            q: input second moment, a number > 0.
-
-        Returns:
-            The output q (float64).
-
-        Example:
-            >>> from kernelshape import activation
-            >>> round(mlp(3).q_map(activation("relu"), 8.0), 12)   # 8 / 2^3
-            1.0
-        """
-        q_out, _ = _evaluate((self,), (float(q), None), _MapRules(_as_activation(phi)))[0]
-        return q_out
-
-    def c_map(self, phi, c, *, q=1.0, q2=None):
-        """The network's C map at input correlation ``c``, inputs at second moments ``q, q2``.
-
-        Nonlinear layers apply the activation's C map at their own input second moments;
-        normalized sums combine the branches' covariances (THEORY.md §1-2):
-
-        .. math:: q^{(j)}_{out} = \\sum_i w_i^2 q^{(j)}_i, \\qquad
-                  c_{out} = \\frac{\\sum_i w_i^2 c_i \\sqrt{q^{(1)}_i q^{(2)}_i}}
-                  {\\sqrt{q^{(1)}_{out} q^{(2)}_{out}}}
-
-        which for ``q2 = q`` is ``sum_i w_i^2 q_i c_i / q_out``. With ``q2`` given and
-        different from ``q``, each nonlinear layer uses the two-q C map
-        ``E[phi(sqrt(q1) u) phi(sqrt(q2) v)] / sqrt(Q(q1) Q(q2))`` (float64).
-
-        Args:
-            phi: a fixed :class:`~kernelshape.activations.Activation`.
-            c: input correlation in [-1, 1].
-            q: second moment of the first input (of both when ``q2`` is None), > 0.
-            q2: second moment of the second input, > 0; None for ``q2 = q``.
-
-        Raises:
-            DomainError: q or q2 not a positive number (a pair for q: use ``q2=``).
-
-        Example:
-            >>> from kernelshape import activation
-            >>> round(mlp(1).c_map(activation("relu"), 0.0), 12)   # 1 / pi
-            0.318309886184
-        """
-        if isinstance(q, (tuple, list)):
-            raise DomainError(
-                f"q must be one number (the first input's second moment), got {tuple(q)!r}; "
-                "give the second input's second moment as q2=")
-        phi = _as_activation(phi)
-        q = _check_second_moment("q", q)
-        if q2 is None or _check_second_moment("q2", q2) == q:
-            _, c_out = _evaluate((self,), (q, c), _MapRules(phi))[0]
-            return c_out
-        state = (q, float(q2), c)
-        return _evaluate((self,), state, _TwoQMapRules(phi))[0][2]
-
-    # -- display ------------------------------------------------------------------------
-    def __repr__(self):
-        return _render(self)
-
-    def describe(self) -> str:
-        """An indented, human-readable description (repeated layers collapsed).
-
-        At most :data:`DESCRIBE_LINES` lines are printed.
-
-        Example:
-            >>> print(mlp(2).describe())
-            mlp(depth=2): 2 nonlinear layers on the longest path
-              2 x nonlinear
-        """
-        head = f"{self!r}: {self.n_nonlinear} nonlinear layers on the longest path"
-        return "\n".join([head] + ["  " + line for line in _describe_lines(self)])
-
-
-class _Nonlinear(Network):
-    def __repr__(self):
-        return "nonlinear"
-
-    def __eq__(self, other):
-        return isinstance(other, _Nonlinear)
-
-    def __hash__(self):
-        return hash("nonlinear")
-
-
-class _Linear(Network):
-    def __repr__(self):
-        return "linear"
-
-    def __eq__(self, other):
-        return isinstance(other, _Linear)
-
-    def __hash__(self):
-        return hash("linear")
-
-
-_NONLINEAR = _Nonlinear()
-_LINEAR = _Linear()
-
-
-def nonlinear() -> Network:
-    """One layer applying the activation.
-
-    Example:
-        >>> nonlinear()
-        nonlinear
-    """
-    return _NONLINEAR
-
-
-def linear() -> Network:
-    """A linear (dense or convolutional, zero-bias) layer: identity Q and C maps.
-
-    Example:
-        >>> linear()
-        linear
-    """
-    return _LINEAR
-
-
 class _Chain(Network):
+    _role = CHAIN
+
     def __init__(self, layers, label=None):
         self.layers = tuple(layers)
         self.label = label
@@ -231,6 +40,8 @@ def chain(*layers: Network) -> Network:
 
 
 class _Sum(Network):
+    _role = SUM
+
     def __init__(self, branches, squares, kind, label=None):
         self.branches = tuple(branches)
         self.squares = tuple(squares)
@@ -282,7 +93,7 @@ def parallel(branches, fractions=None, *, normalize: bool = False) -> Network:
         if not isinstance(f, numbers.Real) or not math.isfinite(f) or f < 0:
             raise NetworkError(f"channel fractions must be finite and >= 0, got {f!r}")
     squares = _check_weights(branches, [math.sqrt(f) for f in fractions], normalize,
-                             squares=list(fractions))
+                             squares=list(fractions), what="fractions")
     return _Sum(branches, squares, "parallel")
 
 
@@ -300,10 +111,121 @@ def residual(branch: Network, shortcut_weight: float, *, shortcut: Network | Non
     """
     _check_network(branch, "residual branch")
     if shortcut is None:
-        shortcut = _LINEAR
+        shortcut = _SKIP
     _check_network(shortcut, "shortcut")
     w = _check_shortcut_weight(shortcut_weight)
     return _Sum((shortcut, branch), (w**2, 1.0 - w**2), "residual")
+
+
+class _Shared(_Chain):
+    """One block applied ``times`` times with the same weights (an unrolled recurrent cell)."""
+
+    _shared = True
+
+    def __init__(self, block, times):
+        super().__init__((block,) * times, label=f"shared({block!r}, times={times})")
+        self.block, self.times = block, times
+
+
+def shared(block: Network, times: int) -> Network:
+    """``block`` applied ``times`` times with the *same* weights (weight sharing, as an
+    unrolled recurrent cell without new inputs).
+
+    At infinite width the forward kernel of a weight-shared block equals that of
+    independent copies (Yang 2019, tensor programs), so its maps, NNGP and ``subnet_max``
+    are those of ``chain(block, ..., block)``, as DKS uses. Its NTK is not: the shared
+    parameters' gradients correlate across uses, so :meth:`Network.ntk` and
+    ``kernel(..., ntk=True)`` refuse it.
+
+    Example:
+        >>> shared(chain(linear(), nonlinear()), 3).max_slope(2.0)
+        8.0
+    """
+    _check_network(block, "shared block")
+    if isinstance(times, bool) or not isinstance(times, numbers.Integral) or times < 1:
+        raise NetworkError(f"times must be a positive integer, got {times!r}")
+    if times > MAX_DEPTH:
+        raise NetworkError(f"times={times} is more than kernelshape handles ({MAX_DEPTH:,})")
+    return _Shared(block, int(times))
+
+
+class _Heads(Network):
+    """A trunk followed by several output heads; each output is ``chain(trunk, head)``."""
+
+    _role = "heads"
+
+    def __init__(self, trunk, heads):
+        self.trunk, self.heads = trunk, tuple(heads)
+        self.paths = tuple(_Chain((trunk, head)) for head in self.heads)
+
+    def subnet_max(self, x, r):
+        return max(path.subnet_max(x, r) for path in self.paths)
+
+    def _value(self, x, r):
+        return self.paths[0]._value(x, r)
+
+    @property
+    def _subnetworks(self):
+        found, seen = [], set()
+        for path in self.paths:
+            for sub in (path, *path._subnetworks):
+                if id(sub) not in seen:
+                    seen.add(id(sub))
+                    found.append(sub)
+        return tuple(found)
+
+    def _depth(self):
+        return max(path._depth() for path in self.paths)
+
+    def q_map(self, phi, q, *, order=0):
+        """One Q map per head (a tuple, heads in order)."""
+        return tuple(path.q_map(phi, q, order=order) for path in self.paths)
+
+    def c_map(self, phi, c, *, q=1.0, q2=None, order=0):
+        """One C map per head (a tuple, heads in order)."""
+        return tuple(path.c_map(phi, c, q=q, q2=q2, order=order) for path in self.paths)
+
+    def ntk(self, phi, c, *, q=1.0):
+        """One NTK per head (a tuple, heads in order)."""
+        return tuple(path.ntk(phi, c, q=q) for path in self.paths)
+
+    def layer_ntks(self, phi, c, *, q=1.0):
+        """Per-layer NTKs per head (a tuple, heads in order)."""
+        return tuple(path.layer_ntks(phi, c, q=q) for path in self.paths)
+
+    def kernel(self, X, *, ntk=False, phi=None):
+        """One :class:`Kernel` per head (a tuple, heads in order)."""
+        return tuple(path.kernel(X, ntk=ntk, phi=phi) for path in self.paths)
+
+    def __repr__(self):
+        return f"heads({self.trunk!r}, [{', '.join(repr(h) for h in self.heads)}])"
+
+    def describe(self):
+        lines = [f"{self!r}: {self.n_nonlinear} nonlinear layers on the longest path"]
+        for i, path in enumerate(self.paths):
+            lines += [f"  head {i}: " + path.describe().replace("\n", "\n    ")]
+        return "\n".join(lines)
+
+
+def heads(trunk: Network, outputs) -> Network:
+    """A network with several outputs: ``trunk`` followed by each of ``outputs``.
+
+    ``subnet_max`` maximizes over every head (each ``chain(trunk, head)`` is a network on
+    its own, as the DKS paper prescribes for multi-output networks) and every subnetwork;
+    maps and kernels are tuples, one entry per head.
+
+    Example:
+        >>> net = heads(chain(nonlinear()), [nonlinear(), chain(nonlinear(), nonlinear())])
+        >>> net.max_slope(2.0)   # the longer head: 2^3
+        8.0
+    """
+    _check_network(trunk, "trunk")
+    outputs = list(outputs)
+    if not outputs:
+        raise NetworkError("heads() needs at least one output head, got none")
+    for i, head in enumerate(outputs):
+        _check_network(head, f"head {i}")
+    return _Heads(trunk, outputs)
 
 
 _NO_DESCRIPTION = (
@@ -327,10 +249,19 @@ class _Function(Network):
     def _value(self, x, r):
         raise UnsupportedError(_NO_DESCRIPTION)
 
-    def q_map(self, phi, q):
+    def q_map(self, phi, q, *, order=0):
         raise UnsupportedError(_NO_DESCRIPTION)
 
-    def c_map(self, phi, c, *, q=1.0, q2=None):
+    def c_map(self, phi, c, *, q=1.0, q2=None, order=0):
+        raise UnsupportedError(_NO_DESCRIPTION)
+
+    def ntk(self, phi, c, *, q=1.0):
+        raise UnsupportedError(_NO_DESCRIPTION)
+
+    def layer_ntks(self, phi, c, *, q=1.0):
+        raise UnsupportedError(_NO_DESCRIPTION)
+
+    def kernel(self, X, *, ntk=False, phi=None):
         raise UnsupportedError(_NO_DESCRIPTION)
 
     def __repr__(self):
@@ -363,7 +294,10 @@ def as_network(network) -> Network:
 
 # -- checks -----------------------------------------------------------------------------
 def _check_network(obj, what):
-    if type(obj) not in (_Nonlinear, _Linear, _Chain, _Sum):
+    if isinstance(obj, _Heads):
+        raise NetworkError(f"{what}: a network with several heads is a whole network; it cannot "
+                           "be a layer or branch of another (put the heads last)")
+    if not isinstance(obj, (_Layer, _Chain, _Sum)):
         raise NetworkError(f"{what} must be a network node (nonlinear(), linear(), chain(...), "
                            f"...), got {obj!r}")
 
@@ -381,26 +315,22 @@ def _check_depth(depth):
 MAX_DEPTH = 1_000_000
 
 
-def _check_second_moment(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
-            or not math.isfinite(value) or value <= 0:
-        raise DomainError(f"{name} must be a finite number > 0 (a second moment), got {value!r}")
-    return float(value)
-
-
 def _check_shortcut_weight(w):
     if isinstance(w, bool) or not isinstance(w, numbers.Real) or not 0.0 <= float(w) <= 1.0:
         raise NetworkError(f"shortcut_weight must be a number in [0, 1], got {w!r}")
     return float(w)
 
 
-def _check_weights(branches, weights, normalize, squares=None):
+def _check_weights(branches, weights, normalize, squares=None, what="weights"):
+    """Squared weights summing to 1. ``what="fractions"``: the user gave channel fractions
+    (``parallel``), so messages speak of fractions, not squared weights."""
     branches = list(branches)
     weights = list(weights)
+    given = weights if squares is None else list(squares)
     if not branches:
         raise NetworkError("a normalized sum needs at least one branch, got none")
     if len(weights) != len(branches):
-        raise NetworkError(f"expected one weight per branch ({len(branches)}), got "
+        raise NetworkError(f"expected one {what[:-1]} per branch ({len(branches)}), got "
                            f"{len(weights)}")
     for i, b in enumerate(branches):
         _check_network(b, f"branch {i}")
@@ -410,17 +340,13 @@ def _check_weights(branches, weights, normalize, squares=None):
     squares = [float(w) ** 2 for w in weights] if squares is None else [float(s) for s in squares]
     total = math.fsum(squares)
     if total == 0.0:
-        raise NetworkError(f"weights must not all be zero, got {weights}")
+        raise NetworkError(f"{what} must not all be zero, got {given}")
     if abs(total - 1.0) > WEIGHT_TOL:
         if not normalize:
+            whose = ("the channel fractions of parallel branches" if what == "fractions"
+                     else "the squared weights of a normalized sum")
             raise NetworkError(
-                f"the squared weights of a normalized sum must sum to 1, got {total!r} for "
-                f"weights {weights}; pass normalize=True to rescale them")
+                f"{whose} must sum to 1, got {total!r} for {what} {given}; pass "
+                "normalize=True to rescale them")
         squares = [s / total for s in squares]
     return tuple(squares)
-
-
-def _as_activation(phi):
-    from ..activations import Activation, activation
-    return phi if isinstance(phi, Activation) else activation(phi)
-

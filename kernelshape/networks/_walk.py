@@ -1,73 +1,22 @@
-"""Walking network descriptions without recursion: values, maps, layer counts, display.
+"""Walking network descriptions without recursion: the structure every computation shares.
 
-Small descriptions are unfolded once into a flat program; large or heavily shared ones
-are walked with an explicit stack and a memo. Rendering (repr, describe) is bounded.
+This module knows the *shape* of a description, not what its layers mean. A node tells its
+role through a class attribute ``_role``:
+
+* ``"leaf"``: one layer (``_nonlinear`` says whether it applies an activation);
+* ``"chain"``: ``node.layers`` applied in order;
+* ``"sum"``: ``node.branches`` combined with ``node.squares`` (squared weights).
+
+A computation is a *rules* object: ``leaf(node, value)`` for a layer and ``combine(node,
+outs)`` for a sum. Older rules objects with ``layer(value)`` (called at nonlinear layers,
+every other layer passing the value on) are accepted unchanged. Small descriptions are
+unfolded once into a flat program; large or heavily shared ones are walked with an explicit
+stack and a memo, so nesting depth is limited by memory only.
 """
 
 from __future__ import annotations
 
-import math
-
-from . import _nodes
-
-
-# -- walking a description without recursion ----------------------------------------------
-def _children(node):
-    if isinstance(node, _nodes._Chain):
-        return node.layers
-    if isinstance(node, _nodes._Sum):
-        return node.branches
-    return ()
-
-
-class _ValueRules:
-    """Scalar (or polynomial, mpmath, ...) values: ``r`` per nonlinear layer, weighted sums."""
-
-    def __init__(self, r):
-        self.layer = r
-
-    def combine(self, node, outs):
-        total = node.squares[0] * outs[0]
-        for s, value in zip(node.squares[1:], outs[1:]):
-            total = total + s * value
-        return total
-
-
-class _MapRules:
-    """``(q, c)`` through the activation's maps (``c`` None: the Q map alone)."""
-
-    def __init__(self, phi):
-        self.phi = phi
-
-    def layer(self, state):
-        q, c = state
-        return self.phi.q_map(q), None if c is None else self.phi.c_map(c, q=q)
-
-    def combine(self, node, outs):
-        q_out = sum(s * q_i for s, (q_i, _) in zip(node.squares, outs))
-        if outs[0][1] is None:
-            return q_out, None
-        c_out = sum(s * q_i * c_i for s, (q_i, c_i) in zip(node.squares, outs)) / q_out
-        return q_out, c_out
-
-
-class _TwoQMapRules:
-    """``(q1, q2, c)`` for two inputs at different second moments (THEORY.md §1-2)."""
-
-    def __init__(self, phi):
-        self.phi = phi
-
-    def layer(self, state):
-        from ..maps import c_map as c_map_of
-        q1, q2, c = state
-        return (self.phi.q_map(q1), self.phi.q_map(q2), c_map_of(self.phi, c, q=q1, q2=q2))
-
-    def combine(self, node, outs):
-        q1 = sum(s * a for s, (a, _, _) in zip(node.squares, outs))
-        q2 = sum(s * b for s, (_, b, _) in zip(node.squares, outs))
-        cov = sum(s * math.sqrt(a * b) * c for s, (a, b, c) in zip(node.squares, outs))
-        return q1, q2, cov / math.sqrt(q1 * q2)
-
+LEAF, CHAIN, SUM = "leaf", "chain", "sum"
 
 #: Largest unfolded program (steps) evaluated from a flat list; larger or more shared
 #: descriptions are walked with memoization instead.
@@ -76,8 +25,32 @@ PROGRAM_STEPS = 200_000
 _LAYER, _OPEN, _NEXT, _CLOSE = range(4)
 
 
+def _children(node):
+    role = node._role
+    if role == CHAIN:
+        return node.layers
+    if role == SUM:
+        return node.branches
+    return ()
+
+
+class _Legacy:
+    """``layer(value)`` rules (nonlinear layers only) seen through the ``leaf`` protocol."""
+
+    def __init__(self, rules):
+        self.layer, self.combine = rules.layer, rules.combine
+
+    def leaf(self, node, value):
+        return self.layer(value) if node._nonlinear else value
+
+
+def _leaf_rule(rules):
+    return rules if hasattr(rules, "leaf") else _Legacy(rules)
+
+
 def _evaluate(roots, x, rules):
     """Values of every root at ``x``: flat programs when small, else one memoized walk."""
+    rules = _leaf_rule(rules)
     if sum(_size_of(root) for root in roots) <= PROGRAM_STEPS:
         return [_execute(_program(root), x, rules) for root in roots]
     memo = {}
@@ -87,24 +60,25 @@ def _evaluate(roots, x, rules):
 def _program(root):
     """The description unfolded into steps ``(op, node)``, kept on the node.
 
-    ``_LAYER`` applies a nonlinear layer; a sum is ``_OPEN``, its branches separated by
-    ``_NEXT`` and ``_CLOSE`` (which combines the branch outputs). Linear layers vanish.
+    ``_LAYER`` applies a layer; a sum is ``_OPEN``, its branches separated by ``_NEXT`` and
+    ``_CLOSE`` (which combines the branch outputs).
     """
-    if not _children(root):
-        return ((_LAYER, root),) if type(root) is _nodes._Nonlinear else ()
+    if root._role == LEAF:
+        return ((_LAYER, root),)
     cached = root.__dict__.get("_program")
     if cached is None:
         steps, stack = [], [root]
         while stack:
             item = stack.pop()
-            kind = type(item)
-            if kind is tuple:
+            if type(item) is tuple:
                 steps.append(item)
-            elif kind is _nodes._Nonlinear:
+                continue
+            role = item._role
+            if role == LEAF:
                 steps.append((_LAYER, item))
-            elif kind is _nodes._Chain:
+            elif role == CHAIN:
                 stack.extend(reversed(item.layers))
-            elif kind is _nodes._Sum:
+            else:
                 seq = [(_OPEN, item)]
                 for j, branch in enumerate(item.branches):
                     seq += [(_NEXT, item), branch] if j else [branch]
@@ -115,11 +89,11 @@ def _program(root):
 
 
 def _execute(program, x, rules):
-    layer, combine = rules.layer, rules.combine
+    leaf, combine = rules.leaf, rules.combine
     value, inputs, outs = x, [], []
     for op, node in program:
         if op == _LAYER:
-            value = layer(value)
+            value = leaf(node, value)
         elif op == _NEXT:
             outs[-1].append(value)
             value = inputs[-1]
@@ -135,30 +109,29 @@ def _execute(program, x, rules):
 
 
 def _walk(root, x, rules, memo):
-    """Push ``x`` through ``root``: ``rules.layer`` at nonlinear layers, ``rules.combine``
-    at sums, linear layers pass the value on.
+    """Push ``x`` through ``root``: ``rules.leaf`` at layers, ``rules.combine`` at sums.
 
     An explicit stack of frames ``[node, next child, input, branch outputs, children]``
-    replaces recursion, so nesting depth is limited by memory only. ``memo`` maps
-    ``id(node)`` of a chain or sum to ``(input, output)`` of its last evaluation: a node met
-    again with the very same input object (a block shared by two branches, a subnetwork
-    nested in another evaluated at the same ``x``) is not walked twice. The operations and
-    their order are those of a plain recursive evaluation, so the bits are too.
+    replaces recursion. ``memo`` maps ``id(node)`` of a chain or sum to ``(input, output)``
+    of its last evaluation: a node met again with the very same input object (a block
+    shared by two branches, a subnetwork nested in another evaluated at the same ``x``) is
+    not walked twice. The operations and their order are those of a plain recursive
+    evaluation, so the bits are too.
     """
-    layer, combine = rules.layer, rules.combine
+    leaf, combine = rules.leaf, rules.combine
     frames = []
     node, value = root, x
     while True:
-        kind = type(node)
-        if kind is _nodes._Nonlinear:
-            value = layer(value)
-        elif kind is _nodes._Chain or kind is _nodes._Sum:
-            children = node.layers if kind is _nodes._Chain else node.branches
+        role = node._role
+        if role == LEAF:
+            value = leaf(node, value)
+        else:
+            children = node.layers if role == CHAIN else node.branches
             hit = memo.get(id(node))
             if hit is not None and hit[0] is value:
                 value = hit[1]
             elif children:
-                frames.append([node, 0, value, [] if kind is _nodes._Sum else None, children])
+                frames.append([node, 0, value, [] if role == SUM else None, children])
                 node = children[0]
                 continue
         while frames:   # climb until some frame has a next child to descend into
@@ -173,13 +146,11 @@ def _walk(root, x, rules, memo):
                 value = combine(frame[0], frame[3])
             else:
                 n = len(children)
-                while i < n:   # runs of plain layers without a round trip through the stack
+                while i < n:   # runs of layers without a round trip through the stack
                     child = children[i]
-                    kind = type(child)
-                    if kind is _nodes._Nonlinear:
-                        value = layer(value)
-                    elif kind is not _nodes._Linear:
+                    if child._role != LEAF:
                         break
+                    value = leaf(child, value)
                     i += 1
                 if i < n:
                     frame[1] = i
@@ -193,8 +164,7 @@ def _walk(root, x, rules, memo):
 
 def _depth_of(node):
     """Nonlinear layers on the longest path through ``node``."""
-    return _bottom_up(node, "_n_nonlinear", lambda leaf: int(type(leaf) is _nodes._Nonlinear),
-                      sum, max)
+    return _bottom_up(node, "_n_nonlinear", lambda leaf: int(leaf._nonlinear), sum, max)
 
 
 def _size_of(node):
@@ -224,7 +194,7 @@ def _bottom_up(root, key, leaf, along_chain, over_sum):
             stack.extend(pending.values())
             continue
         values = [known(k) for k in children]
-        node.__dict__[key] = over_sum(values) if type(node) is _nodes._Sum else along_chain(values)
+        node.__dict__[key] = over_sum(values) if node._role == SUM else along_chain(values)
         stack.pop()
     return known(root)
 
@@ -239,7 +209,7 @@ def _subnetworks_of(root):
         if child is None:
             stack.pop()
             continue
-        if isinstance(parent, _nodes._Sum) and _depth_of(child) > 0 and id(child) not in seen:
+        if parent._role == SUM and _depth_of(child) > 0 and id(child) not in seen:
             seen.add(id(child))
             found.append(child)
         if id(child) not in visited and _children(child):
@@ -248,96 +218,16 @@ def _subnetworks_of(root):
     return tuple(found)
 
 
-#: Characters of a network's repr before it is cut short (with a count of what is left).
-REPR_CHARS = 400
-#: Lines of :meth:`Network.describe` before it is cut short.
-DESCRIBE_LINES = 200
-
-
-def _flat_layers(node):
-    """Layers of a chain with unlabeled nested chains inlined (lazily, no recursion)."""
-    stack = [iter(node.layers)]
+def _leaves(root):
+    """Every distinct layer object of ``root`` (explicit stack, shared nodes once)."""
+    out, seen, stack = [], set(), [root]
     while stack:
-        layer = next(stack[-1], None)
-        if layer is None:
-            stack.pop()
-        elif isinstance(layer, _nodes._Chain) and not layer.label:
-            stack.append(iter(layer.layers))
-        else:
-            yield layer
-
-
-def _render(root):
-    """``chain(...)`` / ``sum([...], weights=[...])`` text, cut after :data:`REPR_CHARS`."""
-    parts, size = [], 0
-    stack = [root]   # nodes and literal strings, popped in order
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            text = item
-        elif item.label or not _children(item):
-            text = item.label or (type(item).__repr__(item) if isinstance(
-                item, (_nodes._Nonlinear, _nodes._Linear)) else "chain()")
-        elif isinstance(item, _nodes._Chain):
-            text = "chain("
-            tail = []
-            for i, layer in enumerate(_flat_layers(item)):
-                tail += [", "] if i else []
-                tail.append(layer)
-                if len(tail) > REPR_CHARS:   # each item prints at least one character
-                    break
-            stack.extend(reversed(tail + [")"]))
-        else:
-            text = f"{item.kind}(["
-            tail = []
-            for i, branch in enumerate(item.branches):
-                tail += [", "] if i else []
-                tail.append(branch)
-            tail.append(f"], weights=[{item._weights_text()}])")
-            stack.extend(reversed(tail))
-        parts.append(text)
-        size += len(text)
-        if size > REPR_CHARS and stack:
-            text = "".join(parts)[:REPR_CHARS]
-            return f"{text}... [cut: {root.n_nonlinear} nonlinear layers on the longest path]"
-    return "".join(parts)
-
-
-def _describe_lines(root):
-    """Lines of :meth:`Network.describe`, at most :data:`DESCRIBE_LINES` of them.
-
-    Each stack item ``(node, first, rest, top)`` prints the node's lines, its first line
-    after ``first`` and the others after ``rest``; a chain collapses consecutive repeats of
-    one layer object into ``n x layer`` and inlines unlabeled chains; a labeled chain
-    inside the network is one line.
-    """
-    out = []
-    stack = [(root, "", "", True)]
-    while stack:
-        if len(out) >= DESCRIBE_LINES:
-            out.append(f"... [cut after {DESCRIBE_LINES} lines]")
-            break
-        node, first, rest, top = stack.pop()
-        if isinstance(node, _nodes._Sum):
-            out.append(f"{first}{node.kind} with weights [{node._weights_text()}] of:")
-            stack.extend((b, rest + "  - ", rest + "    ", False)
-                         for b in reversed(node.branches))
-        elif isinstance(node, _nodes._Chain) and node.layers and (top or not node.label):
-            runs = []
-            for layer in node.layers:
-                if runs and runs[-1][0] is layer:
-                    runs[-1][1] += 1
-                else:
-                    runs.append([layer, 1])
-                if len(runs) > DESCRIBE_LINES:
-                    break
-            for i in reversed(range(len(runs))):
-                layer, count = runs[i]
-                prefix = f"{count} x " if count > 1 else ""
-                stack.append((layer, (first if i == 0 else rest) + prefix,
-                              rest + ("  " if prefix else ""), False))
-        else:
-            out.append(f"{first}{node!r}")
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if node._role == LEAF:
+            out.append(node)
+        else:   # a chain of one repeated layer pushes it once
+            stack.extend({id(k): k for k in _children(node) if id(k) not in seen}.values())
     return out
-
-

@@ -1,0 +1,127 @@
+"""Element-wise layers in bulk: ``E[phi(u) phi(v)]`` and ``E[phi'(u) phi'(v)]`` on arrays.
+
+For centred Gaussians ``(u, v)`` of covariance ``[[k11, k12], [k12, k22]]`` (THEORY.md §8):
+
+.. math:: E[\\phi(u)\\phi(v)] = \\sqrt{Q(k_{11}) Q(k_{22})}\\; C(c; k_{11}, k_{22}),
+          \\qquad c = k_{12} / \\sqrt{k_{11} k_{22}},
+
+and by Price's theorem ``E[phi'(u) phi'(v)] = d E[phi(u) phi(v)] / d k12``. Every value
+comes from the activation's existing float64 maps (:func:`kernelshape.maps.c_map`, the
+two-q map for unequal second moments); nothing here integrates. Three routes, fastest
+first:
+
+* every second moment equal (``q``): the one-q C map and its derivative, vectorized over
+  all entries, ``E' = Q(q) C'(c; q) / q``;
+* a positively homogeneous activation (ReLU, leaky ReLU and their rescalings): the maps at
+  ``q = 1`` scaled by ``sqrt(k11 k22)`` (``phi(s x) = s phi(x)`` for ``s > 0``);
+* otherwise entries grouped by their pair ``(k11, k22)``: one two-q C map call per pair
+  (the derivative through the two-q map of ``phi'``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import sympy as sp
+
+from ..errors import DomainError
+
+
+def expectations(phi, k11, k22, k12, *, derivative: bool):
+    """``(E[phi phi], E[phi' phi'] or None)`` at broadcastable arrays ``k11, k22, k12``.
+
+    Raises:
+        DomainError: a second moment is not finite and positive.
+    """
+    k11, k22, k12 = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64)
+                                          for a in (k11, k22, k12)))
+    if k12.size == 0:
+        return k12.copy(), (k12.copy() if derivative else None)
+    low = min(float(k11.min()), float(k22.min()))
+    if not (low > 0 and math.isfinite(float(k11.max())) and math.isfinite(float(k22.max()))):
+        raise DomainError(
+            f"a nonlinear layer met an input of second moment {low!r}: every position of "
+            "every input needs a finite second moment > 0 there")
+    q = float(k11.flat[0])
+    if np.all(k11 == q) and np.all(k22 == q):
+        return _one_q(phi, q, k12 / math.sqrt(q * q), derivative)
+    if _positively_homogeneous(phi):
+        scale = np.sqrt(k11 * k22)
+        value, slope = _one_q(phi, 1.0, k12 / scale, derivative)
+        return value * scale, slope
+    return _grouped(phi, k11, k22, k12, derivative)
+
+
+def _one_q(phi, q, c, derivative):
+    # maps.q_map validates phi and q (fixed parameters, finite moment); c is clipped here,
+    # so the float64 kernel is called directly, without a second pass of checks
+    from ..maps import fast, q_map
+    big_q = q_map(phi, q)
+    c = np.clip(np.asarray(c, dtype=np.float64), -1.0, 1.0)
+    value = big_q * fast.c_map(phi, c, q, 0)
+    if not derivative:
+        return value, None
+    return value, big_q * fast.c_map(phi, c, q, 1) / q
+
+
+def _grouped(phi, k11, k22, k12, derivative):
+    from ..maps import c_map, q_map
+    pairs = np.stack([k11.ravel(), k22.ravel()], axis=1)
+    keys, inverse = np.unique(pairs, axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    flat = k12.ravel()
+    value = np.empty_like(flat)
+    slope = np.empty_like(flat) if derivative else None
+    dphi = _derivative(phi) if derivative else None
+    for g, (q1, q2) in enumerate(keys):
+        idx = np.flatnonzero(inverse == g)
+        c = np.clip(flat[idx] / math.sqrt(q1 * q2), -1.0, 1.0)
+        if q1 == q2:
+            v, s = _one_q(phi, float(q1), c, derivative)
+            value[idx] = v
+            if derivative:
+                slope[idx] = s
+            continue
+        norm = math.sqrt(q_map(phi, float(q1)) * q_map(phi, float(q2)))
+        value[idx] = norm * c_map(phi, c, q=float(q1), q2=float(q2))
+        if derivative:
+            dnorm = math.sqrt(q_map(dphi, float(q1)) * q_map(dphi, float(q2)))
+            slope[idx] = dnorm * c_map(dphi, c, q=float(q1), q2=float(q2))
+    return value.reshape(k12.shape), (slope.reshape(k12.shape) if derivative else None)
+
+
+def _derivative(phi):
+    """``phi'`` as an activation (kept on ``phi``): Heaviside steps where phi has kinks."""
+    cached = phi.__dict__.get("_derivative_activation")
+    if cached is None:
+        from ..activations import activation
+        x = _variable(phi)
+        cached = phi.__dict__["_derivative_activation"] = activation(sp.diff(phi.expr, x))
+    return cached
+
+
+def _variable(phi):
+    (x,) = [s for s in phi.expr.free_symbols if s.name == "x"]
+    return x
+
+
+def _positively_homogeneous(phi):
+    """``phi(s x) = s phi(x)`` for every ``s > 0``: linear through 0 on both sides of 0."""
+    cached = phi.__dict__.get("_positively_homogeneous")
+    if cached is None:
+        cached = False
+        if tuple(phi.breakpoints) in ((), (0.0,)):
+            x = _variable(phi)
+            sides = [phi.expr.subs(x, sign * x) for sign in (1, -1)]
+            cached = True
+            for side in sides:
+                pos = sp.Symbol("t", positive=True)
+                expr = sp.piecewise_fold(side.subs(x, pos).rewrite(sp.Piecewise))
+                expr = sp.simplify(expr)
+                if expr.has(sp.Piecewise) or not expr.is_polynomial(pos) or \
+                        sp.degree(sp.expand(expr), pos) > 1 or expr.subs(pos, 0) != 0:
+                    cached = False
+                    break
+        phi.__dict__["_positively_homogeneous"] = cached
+    return cached

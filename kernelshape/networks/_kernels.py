@@ -1,0 +1,379 @@
+"""Kernels on real inputs: NNGP and NTK over (input, position) pairs (THEORY.md §8).
+
+The state is the kernel over (input, position) pairs, ``K[a, i, j, ..., b, i', j', ...]``
+for inputs ``a, b`` and positions ``(i, j, ...)`` / ``(i', j', ...)``, with the NTK ``T``
+beside it (None when not asked). Each layer kind has one rule in
+:data:`KERNEL_RULES`; conventions are those of neural-tangents' ``stax`` (fan-in
+normalization, zero padding counted in the fan-in, NTK parameterization, average pooling
+dividing by the window), so values compare one to one:
+
+* dense (per position): ``K' = sw^2 K + sb^2``, ``T' = K' + sw^2 T``;
+* convolution, Gaussian init: the window average along aligned offsets,
+  ``K'(p, p') = sw^2 / |W| sum_w K(s p + w, s p' + w) + sb^2`` (padded entries zero);
+  Delta init: the centre tap only, ``K'(p, p') = sw^2 K(s p + c, s p' + c) + sb^2``;
+* average pooling: the window average on each side; global average pooling: the average
+  over all position pairs; flatten: the average over diagonal pairs ``p = p'``;
+* layer norm over channels: ``K' = K / sqrt(K11 K22)`` per position pair, ``T`` likewise;
+* element-wise ``phi``: ``K' = E[phi(u) phi(v)]``, ``T' = E[phi'(u) phi'(v)] T``
+  (:mod:`._dual`, the activation's float64 maps);
+* sums: ``sum_i w_i^2 K_i`` (and ``T``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+
+import numpy as np
+
+from ..errors import DomainError, NetworkError
+from ._dual import expectations
+
+
+@dataclasses.dataclass(frozen=True)
+class Kernel:
+    """NNGP and NTK of a network on a batch of inputs (neural-tangents' conventions).
+
+    Attributes:
+        nngp: ``(n, n)`` float64 array, the output covariance ``E[f(x_a) f(x_b)]`` per
+            output unit.
+        ntk: ``(n, n)`` float64 array, the neural tangent kernel (NTK parameterization),
+            or None when not asked for.
+
+    Example:
+        >>> import numpy as np
+        >>> import kernelshape as ks
+        >>> k = ks.chain(ks.linear(), ks.nonlinear("relu"), ks.linear()).kernel(
+        ...     np.eye(2), ntk=True)
+        >>> k.nngp      # relu: Q(1/2) = 1/4 on the diagonal, 1/(4 pi) off it
+        array([[0.25      , 0.07957747],
+               [0.07957747, 0.25      ]])
+    """
+
+    nngp: np.ndarray
+    ntk: np.ndarray | None = None
+
+
+@dataclasses.dataclass
+class _State:
+    k: np.ndarray
+    t: np.ndarray | None
+    spatial: tuple
+
+
+# Layout: K[a, i, j, ..., b, i', j', ...] -- the (input, position) x (input, position) matrix
+# with its axes unflattened, so a reshape gives the matrix (the element-wise rule works on
+# its upper triangle) and spatial rules slice one axis per side. Linear rules act on NNGP
+# and NTK stacked along a leading axis, in one pass.
+def inputs_kernel(x, ntk):
+    """The input state: ``K = x x^T / channels`` over (input, position) pairs, ``T = 0``."""
+    n, spatial, channels = x.shape[0], x.shape[1:-1], x.shape[-1]
+    flat = x.reshape(n, -1, channels)
+    k = np.einsum("apc,bqc->apbq", flat, flat) / channels
+    k = k.reshape((n,) + spatial + (n,) + spatial)
+    return _State(k, np.zeros_like(k) if ntk else None, tuple(spatial))
+
+
+def _size(st):
+    return st.k.shape[0] * math.prod(st.spatial)
+
+
+def _outer(k, spatial):
+    """``(K11, K22)``: the diagonal, broadcastable against ``K`` from each side."""
+    n, d = k.shape[0], len(spatial)
+    size = n * math.prod(spatial)
+    diag = np.diagonal(k.reshape(size, size)).reshape((n,) + spatial)
+    return diag.reshape(diag.shape + (1,) * (d + 1)), diag.reshape((1,) * (d + 1) + diag.shape)
+
+
+def _linear_op(st, fn):
+    """Apply ``fn(arr, lead)`` to the NNGP and the NTK at once (``lead`` leading axes)."""
+    if st.t is None:
+        st.k = fn(st.k, 0)
+    else:
+        both = fn(np.stack([st.k, st.t]), 1)
+        st.k, st.t = both[0], both[1]
+    return st
+
+
+# -- layer rules ------------------------------------------------------------------------------
+def _dense(node, st, phi):
+    if node.skip:
+        return st
+    w2, b2 = node.sigma_w ** 2, node.sigma_b ** 2
+    k = w2 * st.k + b2 if (w2 != 1.0 or b2 != 0.0) else st.k
+    st.t = None if st.t is None else k + w2 * st.t
+    st.k = k
+    return st
+
+
+def _padding(size, window, stride, padding, what):
+    """``(out, lo, hi)`` as jax/neural-tangents compute them for 'same' and 'valid'."""
+    if padding == "same":
+        out = -(-size // stride)
+        total = max((out - 1) * stride + window - size, 0)
+        return out, total // 2, total - total // 2
+    out = (size - window) // stride + 1
+    if out < 1:
+        raise DomainError(f"{what}: window {window} is larger than the input ({size} positions) "
+                          "with padding='valid'")
+    return out, 0, 0
+
+
+def _windows(arr, a1, a2, window, stride, padding, what, aligned, offsets):
+    """Sums over window offsets along axes ``a1`` (first side) and ``a2`` (second side).
+
+    ``aligned``: one offset shared by both sides (a convolution's taps), else each side
+    summed on its own (pooling: two independent averages). Padded entries are zeros: at
+    stride 1 each offset adds the overlapping block in place (no padded copy).
+    Returns (sum, output size).
+    """
+    size = arr.shape[a1]
+    out, lo, _ = _padding(size, window, stride, padding, what)
+    shifts = [d - lo for d in (offsets if aligned else range(window))]
+    if stride == 1:
+        def add(total, src, ax, shift):
+            p0, p1 = max(0, -shift), min(out, size - shift)
+            if p1 > p0:
+                dst = [slice(None)] * src.ndim
+                cut = [slice(None)] * src.ndim
+                dst[ax], cut[ax] = slice(p0, p1), slice(p0 + shift, p1 + shift)
+                return dst, cut
+            return None
+
+        if aligned:
+            shape = list(arr.shape)
+            shape[a1] = shape[a2] = out
+            # the unshifted tap covers everything at 'same' size: start from a copy of it
+            whole = out == size and 0 in shifts
+            total = arr.copy() if whole else np.zeros(shape)
+            for shift in shifts:
+                if whole and shift == 0:
+                    continue
+                one = add(total, arr, a1, shift)
+                two = add(total, arr, a2, shift)
+                if one and two:
+                    dst = [x if i != a2 else two[0][a2] for i, x in enumerate(one[0])]
+                    cut = [x if i != a2 else two[1][a2] for i, x in enumerate(one[1])]
+                    total[tuple(dst)] += arr[tuple(cut)]
+            return total, out
+        for ax in (a1, a2):
+            shape = list(arr.shape)
+            shape[ax] = out
+            total = np.zeros(shape)
+            for shift in shifts:
+                spec = add(total, arr, ax, shift)
+                if spec:
+                    total[tuple(spec[0])] += arr[tuple(spec[1])]
+            arr = total
+        return arr, out
+    if lo or out * stride + window > size:   # zero padding: copy into a padded buffer
+        pad = max(0, (out - 1) * stride + window - size - lo)
+        shape = list(arr.shape)
+        shape[a1] += lo + pad
+        shape[a2] += lo + pad
+        padded = np.zeros(shape)
+        idx = [slice(None)] * arr.ndim
+        idx[a1] = idx[a2] = slice(lo, lo + size)
+        padded[tuple(idx)] = arr
+        arr = padded
+    span = stride * (out - 1) + 1
+
+    def cut(x, ax, d):
+        idx = [slice(None)] * x.ndim
+        idx[ax] = slice(d, d + span, stride)
+        return x[tuple(idx)]
+
+    starts = [shift + lo for shift in shifts]
+    if aligned:
+        total = cut(cut(arr, a1, starts[0]), a2, starts[0]).copy()
+        for d in starts[1:]:
+            total += cut(cut(arr, a1, d), a2, d)
+        return total, out
+    half = cut(arr, a1, 0).copy()
+    for d in range(1, window):
+        half += cut(arr, a1, d)
+    total = cut(half, a2, 0).copy()
+    for d in range(1, window):
+        total += cut(half, a2, d)
+    return total, out
+
+
+def _spatial_params(value, spatial, what):
+    if len(spatial) == 0:
+        raise NetworkError(f"{what} needs inputs with positions, shape (n, *spatial, channels); "
+                           "the kernel here has none (dense inputs, or after flatten/global "
+                           "pooling)")
+    if isinstance(value, tuple):
+        if len(value) != len(spatial):
+            raise NetworkError(f"{what}: {len(value)} sizes for {len(spatial)} spatial axes")
+        return value
+    return (value,) * len(spatial)
+
+
+def _spatial_op(st, node, sizes, strides, aligned, offsets_of, norm_of):
+    d, spatial = len(st.spatial), list(st.spatial)
+
+    def fn(arr, lead):
+        for ax, (w, s) in enumerate(zip(sizes, strides)):
+            arr, spatial[ax] = _windows(arr, lead + 1 + ax, lead + d + 2 + ax, w, s,
+                                        node.padding, repr(node), aligned, offsets_of(w))
+            arr /= norm_of(w)
+        return arr
+
+    _linear_op(st, fn)
+    st.spatial = tuple(spatial)
+    return st
+
+
+def _conv(node, st, phi):
+    what = repr(node)
+    sizes = _spatial_params(node.kernel_size, st.spatial, what)
+    strides = _spatial_params(node.stride, st.spatial, what)
+    if node.init == "delta":
+        st = _spatial_op(st, node, sizes, strides, True, lambda w: [(w - 1) // 2],
+                         lambda w: 1.0)
+    else:
+        st = _spatial_op(st, node, sizes, strides, True, lambda w: list(range(w)), float)
+    return _dense(node, st, phi)
+
+
+def _avg_pool(node, st, phi):
+    what = repr(node)
+    sizes = _spatial_params(node.window, st.spatial, what)
+    strides = _spatial_params(node.stride if node.stride is not None else node.window,
+                              st.spatial, what)
+    return _spatial_op(st, node, sizes, strides, False, lambda w: None,
+                       lambda w: float(w * w))
+
+
+def _global_avg_pool(node, st, phi):
+    d = len(_spatial_params(1, st.spatial, repr(node)))
+
+    def fn(arr, lead):
+        return arr.mean(axis=tuple(lead + 1 + i for i in range(d))
+                        + tuple(lead + d + 2 + i for i in range(d)))
+
+    _linear_op(st, fn)
+    st.spatial = ()
+    return st
+
+
+def _flatten(node, st, phi):
+    if st.spatial:
+        n, size = st.k.shape[0], math.prod(st.spatial)
+
+        def fn(arr, lead):
+            arr = arr.reshape(arr.shape[:lead] + (n, size, n, size))
+            return np.einsum("...apbp->...ab", arr) / size
+
+        _linear_op(st, fn)
+        st.spatial = ()
+    return st
+
+
+def _layer_norm(node, st, phi):
+    k11, k22 = _outer(st.k, st.spatial)
+    norm = np.sqrt(k11 * k22)
+    st.k = st.k / norm
+    st.t = None if st.t is None else st.t / norm
+    return st
+
+
+def _nonlinear(node, st, phi):
+    """Element-wise rule on the blocks on and above the diagonal of the (symmetric) kernel
+    matrix: contiguous slices instead of an index gather, 5/8 of the entries."""
+    from ._scalar import _phi_of
+    size = _size(st)
+    k11, _ = _outer(st.k, st.spatial)
+    diag = k11.reshape(size)
+    blocks = _blocks(size)
+    flat = st.k.reshape(size, size)
+    values = np.concatenate([flat[r, c].ravel() for r, c in blocks])
+    first = np.concatenate([np.broadcast_to(diag[r, None], (r.stop - r.start, c.stop - c.start))
+                            .ravel() for r, c in blocks])
+    second = np.concatenate([np.broadcast_to(diag[None, c], (r.stop - r.start, c.stop - c.start))
+                             .ravel() for r, c in blocks])
+    value, slope = expectations(_phi_of(node, phi), first, second, values,
+                                derivative=st.t is not None)
+    st.k = _assemble(value, blocks, size).reshape(st.k.shape)
+    if st.t is not None:
+        st.t = st.t * _assemble(slope, blocks, size).reshape(st.t.shape)
+    return st
+
+
+def _blocks(size, parts=4):
+    """Slices ``(rows, cols)`` of the blocks on and above the diagonal of a ``parts x parts``
+    partition of a ``size x size`` matrix."""
+    edges = np.linspace(0, size, min(parts, size) + 1).astype(int)
+    cuts = [slice(int(lo), int(hi)) for lo, hi in itertools.pairwise(edges)]
+    return [(r, c) for i, r in enumerate(cuts) for c in cuts[i:]]
+
+
+def _assemble(values, blocks, size):
+    out = np.empty((size, size))
+    start = 0
+    for r, c in blocks:
+        shape = (r.stop - r.start, c.stop - c.start)
+        block = values[start:start + shape[0] * shape[1]].reshape(shape)
+        out[r, c] = block
+        out[c, r] = block.T   # the diagonal blocks: symmetric up to rounding, kept as computed
+        start += block.size
+    return out
+
+
+#: One kernel rule per layer kind: ``rule(node, state, phi) -> state``.
+KERNEL_RULES = {
+    "nonlinear": _nonlinear,
+    "linear": _dense,
+    "conv": _conv,
+    "avg_pool": _avg_pool,
+    "global_avg_pool": _global_avg_pool,
+    "flatten": _flatten,
+    "layer_norm": _layer_norm,
+}
+
+
+class KernelRules:
+    """Kernel arrays through a description (walked by :mod:`._walk`)."""
+
+    def __init__(self, phi):
+        self.phi = phi
+
+    def leaf(self, node, st):
+        return KERNEL_RULES[node.kind](node, _State(st.k, st.t, st.spatial), self.phi)
+
+    def combine(self, node, outs):
+        shapes = {o.k.shape for o in outs}
+        if len(shapes) > 1:
+            raise NetworkError(f"the branches of {node!r} give kernels of different shapes "
+                               f"{sorted(shapes)}: their outputs cannot be summed")
+        k = sum(s * o.k for s, o in zip(node.squares, outs))
+        t = None if outs[0].t is None else sum(s * o.t for s, o in zip(node.squares, outs))
+        return _State(k, t, outs[0].spatial)
+
+
+def check_inputs(x):
+    """``x`` as a float64 array of shape ``(n, features)`` or ``(n, *spatial, channels)``."""
+    try:
+        arr = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise DomainError(f"X must be a real array of shape (n, features) or (n, *spatial, "
+                          f"channels), got {type(x).__name__}") from err
+    if arr.ndim < 2 or arr.shape[0] < 1 or arr.shape[-1] < 1 or 0 in arr.shape:
+        raise DomainError(f"X must have shape (n, features) or (n, *spatial, channels) with "
+                          f"every size >= 1, got shape {arr.shape}")
+    if arr.ndim > 6:
+        raise DomainError(f"X may have at most 4 spatial axes, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise DomainError("X must be finite, got NaN or inf entries")
+    return arr
+
+
+def finish(st):
+    if st.spatial:
+        raise NetworkError(
+            f"the network's output still has positions {st.spatial}: end it with flatten() or "
+            "global_avg_pool() to get an (n, n) kernel")
+    return Kernel(nngp=st.k, ntk=st.t)
