@@ -30,7 +30,7 @@ import sympy as sp
 
 from .. import networks
 from ..activations import Activation
-from ..errors import DocumentError, ExpressionError, KernelShapeError
+from ..errors import DocumentError, ExpressionError, KernelShapeError, MagnitudeError
 from ..parsing import parse_expression, parse_srepr
 from ._leaky import leaky_residuals
 from ._precise import MAX_DIGITS, residuals_mp
@@ -206,6 +206,10 @@ def _expression(data, parameters):
     if srepr is not None:
         try:
             return parse_srepr(srepr, parameters), "base.srepr"
+        except MagnitudeError as err:
+            # a constant the printed form would round away: refuse, never read a different
+            # expression than the one stored
+            raise DocumentError("base.srepr", f"cannot read the expression: {err}") from err
         except ExpressionError:
             pass   # e.g. a function outside the srepr whitelist: the printed form still reads
     text = _text("base.expr", data["expr"], MAX_TEXT)
