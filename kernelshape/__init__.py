@@ -49,7 +49,10 @@ except PackageNotFoundError:  # a source tree that is not installed
 
 # Submodules reached as attributes, imported on first use (matplotlib, torch and jax stay
 # out of `import kernelshape`).
-_LAZY = ("codegen", "plot", "empirical", "figures", "maps", "networks", "transforms", "cli")
+_LAZY = (
+    "codegen", "plot", "empirical", "figures", "maps", "networks", "transforms", "cli",
+    "torch", "jax",
+)
 
 __all__ = [
     "__version__",

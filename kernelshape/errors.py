@@ -26,6 +26,8 @@ __all__ = [
     "ConvergenceError",
     "UnsupportedError",
     "CodegenError",
+    "ModelError",
+    "ImmutableError",
 ]
 
 
@@ -127,3 +129,20 @@ class UnsupportedError(KernelShapeError, NotImplementedError):
 
 class CodegenError(KernelShapeError, ValueError):
     """Code generation that cannot produce correct code (unknown target, unmapped function)."""
+
+
+class ModelError(KernelShapeError, ValueError):
+    """A PyTorch or JAX model that cannot be read or shaped as the theory requires.
+
+    The message lists every offending part by its module path (or equation), with the
+    reason, so one error names all of them.
+    """
+
+    def __init__(self, message: str, problems: "list[tuple[str, str]] | None" = None):
+        super().__init__(message)
+        #: ``(path, reason)`` pairs, one per part of the model that does not fit.
+        self.problems = list(problems or [])
+
+
+class ImmutableError(KernelShapeError, AttributeError):
+    """An attempt to change an object that is shared and therefore read-only."""
