@@ -241,3 +241,40 @@ def test_bad_options_are_named():
     assert isinstance(err.value, KernelShapeError)
     with pytest.raises(DomainError, match="threshold must be a positive number"):
         check(model, x, report=rep).ok(-1)
+
+
+def test_function_call_rows_are_read_from_the_fx_graph():
+    """Skip sums are function calls, not modules: their rows name the torch.fx node
+    (``path = "scope:node"``), and the model's output row reuses the last activation's."""
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(WIDTH, WIDTH)
+            torch.nn.init.orthogonal_(self.lin.weight)
+            torch.nn.init.zeros_(self.lin.bias)
+
+        def forward(self, x):            # normalized sum: 0.6^2 + 0.8^2 = 1
+            return 0.6 * x + 0.8 * torch.tanh(self.lin(x))
+
+    model = torch.nn.Sequential(Block(), Block())
+    names = [n.name for n in torch.fx.symbolic_trace(model).graph.nodes]
+    adds = [n for n in names if n.startswith("add")]
+    tanhs = [n for n in names if n.startswith("tanh")]
+    assert len(adds) == len(tanhs) == 2
+    x = _pln_batch(16, (WIDTH,), 0)
+    q0, c0 = _inputs_q_c(x)
+    tanh, rows, q, c = ks.activation("tanh"), [], q0, c0
+    for i in range(2):
+        qa, ca = float(tanh.q_map(q)), float(tanh.c_map(c, q=q))
+        rows.append(Row(path=f"{i}:{tanhs[i]}", kind="activation", q=qa, c=ca, node=tanhs[i]))
+        q, c = 0.36 * q + 0.64 * qa, (0.36 * q * c + 0.64 * qa * ca) / (0.36 * q + 0.64 * qa)
+        rows.append(Row(path=f"{i}:{adds[i]}", kind="sum", q=q, c=c, node=adds[i]))
+    rows.append(Row(path=f"1:{adds[1]}", kind="output", q=q, c=c, node=adds[1]))
+    result = check(model, x, report=Row(layers=rows))
+    assert [r.kind for r in result.rows] == ["activation", "sum"] * 2 + ["output"]
+    assert result.rows[-1].q_empirical == result.rows[-2].q_empirical
+    assert result.ok(3.0), result.table()
+    bad = Row(layers=[Row(path="0:nope", kind="sum", q=1.0, c=0.0, node="nope")])
+    with pytest.raises(ModelError, match=r"graph nodes the model does not have: \['nope'\]"):
+        check(model, x, report=bad)

@@ -216,61 +216,120 @@ def _kernels(h: np.ndarray, a: int, b: int):
     return q, q_se, c, c_se
 
 
-def _predicted(torch, model, inputs, report, q0, c0):
+def _predicted(model, inputs, report, weights, q0, c0):
     if report is not None:
-        return _rows_of(report)
-    from .. import torch as ks_torch
+        again = getattr(report, "predict", None)
+        # A shape() report holds rows at q0 = 1, c0 = 0; ask it for this batch's q0, c0.
+        return _rows_of(report if again is None else _Rows(again(q0, c0)))
+    from . import predict
 
-    predict = getattr(ks_torch, "predict", None)
-    if predict is None:                                    # pragma: no cover - wiring
-        raise ModelError("ks.torch.predict is not available; pass report= from ks.torch.shape")
-    return _rows_of(predict(model, inputs[:1], q0=q0, c0=c0))
+    return _rows_of(_Rows(predict(model, inputs[:1], q0=q0, c0=c0, weights=weights)))
 
 
-def _record(torch, model, inputs, paths):
-    """Run ``model`` on ``inputs`` once; every output of the modules at ``paths``, in call
-    order, with the feature axis: 1 after a convolution, -1 after a dense layer."""
+class _Rows:
+    def __init__(self, rows):
+        self.layers = rows
+
+
+_CONV = ("Conv1d", "Conv2d", "Conv3d", "conv1d", "conv2d", "conv3d")
+
+
+def _record(torch, model, inputs, rows):
+    """Run ``model`` on ``inputs`` once; the outputs the rows name, in call order, as
+    ``{key: [array (N, C, P), ...]}`` with the feature axis 1 after a convolution and -1
+    after a dense layer. Rows whose path is a module are recorded by forward hooks; rows
+    of function calls (``"scope:node"`` paths, e.g. skip sums) by running the model's
+    ``torch.fx`` graph and keeping the value of the row's ``node``."""
     named = dict(model.named_modules())
-    missing = sorted({p for p in paths if p not in named})
-    if missing:
-        raise ModelError(f"the report names module paths the model does not have: "
-                         f"{missing}; pass the report made for this model",
-                         [(p, "no such module") for p in missing])
-    conv = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
+    hooked = all(str(r.path) in named for r in rows)
+    if not hooked:
+        missing = sorted({str(r.path) for r in rows if not getattr(r, "node", None)
+                          and str(r.path) not in named})
+        if missing:
+            raise ModelError(f"the report names module paths the model does not have: "
+                             f"{missing}; pass the report made for this model",
+                             [(p, "no such module") for p in missing])
+        return _record_graph(torch, model, inputs, {str(r.node) for r in rows})
     layout = {"axis": 1}
-    seen: dict[str, list] = {p: [] for p in paths}
+    seen: dict[str, list] = {str(r.path): [] for r in rows}
     handles = []
 
     def track(module, args, out):
-        layout["axis"] = 1 if isinstance(module, conv) else -1
+        layout["axis"] = 1 if type(module).__name__ in _CONV else -1
 
     def keep(path):
         def hook(module, args, out):
-            if not isinstance(out, torch.Tensor):
-                raise ModelError(f"module {path!r} returns {type(out).__name__}, not a tensor",
-                                 [(path, "output is not a tensor")])
-            axis = layout["axis"] if out.ndim > 2 else 1
-            seen[path].append(_features(out, axis))
+            seen[path].append(_output(torch, out, path, layout["axis"]))
         return hook
 
-    training = model.training
     try:
-        for name, module in named.items():
-            if isinstance(module, (torch.nn.Linear, *conv)):
+        for module in named.values():
+            if isinstance(module, torch.nn.Linear) or type(module).__name__ in _CONV:
                 handles.append(module.register_forward_hook(track))
         for path in seen:
             handles.append(named[path].register_forward_hook(keep(path)))
-        model.eval()
-        with torch.no_grad():
-            model(inputs)
+        _run(torch, model, lambda: model(inputs))
     finally:
         for handle in handles:
             handle.remove()
+    return {"path": seen}
+
+
+def _record_graph(torch, model, inputs, nodes):
+    import torch.fx
+
+    try:
+        # A GraphModule (what shape() returns) is its own graph: the rows name its nodes.
+        graph = model if isinstance(model, torch.fx.GraphModule) \
+            else torch.fx.symbolic_trace(model)
+    except Exception as err:                   # fx raises many types; name the model
+        raise ModelError(f"the rows name function calls, which need torch.fx to trace "
+                         f"the model, and it failed: {err}") from err
+    names = {n.name for n in graph.graph.nodes}
+    missing = sorted(nodes - names)
+    if missing:
+        raise ModelError(f"the report names graph nodes the model does not have: "
+                         f"{missing}; pass the report made for this model",
+                         [(n, "no such node") for n in missing])
+    seen: dict[str, list] = {n: [] for n in nodes}
+    layout = {"axis": 1}
+
+    class Recorder(torch.fx.Interpreter):
+        def run_node(self, node):
+            out = super().run_node(node)
+            target = (type(self.module.get_submodule(node.target)).__name__
+                      if node.op == "call_module" else getattr(node.target, "__name__", ""))
+            if target in _CONV:
+                layout["axis"] = 1
+            elif target in ("Linear", "linear"):
+                layout["axis"] = -1
+            if node.name in seen:
+                seen[node.name].append(_output(torch, out, node.name, layout["axis"]))
+            return out
+
+    _run(torch, model, lambda: Recorder(graph.eval()).run(inputs))
+    return {"node": seen}
+
+
+def _output(torch, out, where, axis):
+    if not isinstance(out, torch.Tensor) or out.ndim < 2:
+        raise ModelError(f"{where!r} gives {type(out).__name__}, not a batch tensor",
+                         [(where, "output is not a batch tensor")])
+    return _features(out, axis if out.ndim > 2 else 1)
+
+
+def _run(torch, model, call):
+    """``call()`` in eval mode without gradients; the model's mode restored after."""
+    training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            call()
+    finally:
         model.train(training)
-    return seen
 
 
-def check(model, inputs, *, report=None, pair=(0, 1)) -> Check:
+def check(model, inputs, *, report=None, weights: str = "shaped", pair=(0, 1)) -> Check:
     """Empirical q and c of every activation output and sum of ``model`` beside the theory.
 
     Runs ``model`` (in eval mode, without gradients; its mode is restored) once on
@@ -286,6 +345,12 @@ def check(model, inputs, *, report=None, pair=(0, 1)) -> Check:
         report: the report of :func:`kernelshape.torch.shape` (or any object whose
             ``.layers`` rows have ``path``, ``kind``, ``q`` and ``c``); default: the rows of
             :func:`kernelshape.torch.predict` at the batch's ``q0`` and the pair's ``c0``.
+            A report with a ``predict(q0, c0)`` method (as :func:`kernelshape.torch.shape`
+            returns) is asked for the rows at this batch's ``q0`` and ``c0``.
+        weights: for the default prediction: ``"shaped"`` (what DKS/TAT assume:
+            q-preserving weights, zero biases; a model that is not in that state is
+            flagged) or ``"model"`` (the scales the model's layers hold: the theory's
+            finite-width check of the model as it is).
         pair: the two inputs whose cosine similarity is measured.
 
     Returns:
@@ -312,24 +377,29 @@ def check(model, inputs, *, report=None, pair=(0, 1)) -> Check:
     """
     import torch
 
+    if weights not in ("shaped", "model"):
+        raise DomainError(f"unknown weights {weights!r}; expected 'shaped' or 'model'")
     if not isinstance(model, torch.nn.Module):
         raise DomainError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     inputs = _check_inputs(torch, inputs)
     a, b = _check_pair(pair, inputs.shape[0])
     x = _features(inputs, 1)
     q0, _, c0, _ = _kernels(x, a, b)
-    rows = _predicted(torch, model, inputs, report, q0, c0)
-    paths = [str(r.path) for r in rows]
-    seen = _record(torch, model, inputs, paths)
+    rows = _predicted(model, inputs, report, weights, q0, c0)
+    ((by, seen),) = _record(torch, model, inputs, rows).items()
     used: dict[str, int] = {}
     out = []
     q_var = c_var = 0.0
-    for row, path in zip(rows, paths):
-        calls = seen[path]
-        k = used.get(path, 0)
-        used[path] = k + 1
+    for row in rows:
+        key, path = str(getattr(row, by)), str(row.path)
+        calls = seen[key]
+        # A graph node runs once; a module may run several times (one row per call), and
+        # the model's output row names the module that computed it last.
+        k = 0 if by == "node" else len(calls) - 1 if getattr(row, "kind", "") == "output" \
+            else used.get(key, 0)
+        used[key] = used.get(key, 0) + (by == "path" and getattr(row, "kind", "") != "output")
         if k >= len(calls):
-            raise ModelError(f"module {path!r} ran {len(calls)} time(s) but the report has "
+            raise ModelError(f"{path!r} ran {len(calls)} time(s) but the report has "
                              f"more rows for it", [(path, "fewer calls than report rows")])
         q, q_se, c, c_se = _kernels(calls[k], a, b)
         q_pred, c_pred = float(row.q), float(row.c)
