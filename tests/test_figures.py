@@ -11,7 +11,8 @@ from kernelshape.errors import DomainError, UnsupportedError
 
 EXPECTED = {"degeneration_tanh", "degeneration_relu", "c_vs_depth_relu", "c_vs_depth_tanh",
             "eoc_phase_tanh", "c_maps", "q_map_tanh", "transformed_activations",
-            "predicted_vs_empirical", "training_depth", "dks_bounds"}
+            "predicted_vs_empirical", "training_depth", "dks_bounds",
+            "training_digits_cnn"}
 
 
 def test_every_figure_has_a_script_and_a_small_committed_png():
