@@ -260,8 +260,10 @@ def shape(model, example_input, *, method: str = "dks", zeta: float | None = Non
             transforms[key] = _solve(method, key[0], dict(key[1]), network, targets)
         except KernelShapeError as err:
             paths = reader.activations[key]
-            raise type(err)(f"{_activation_name(key)} (at {', '.join(paths[:3])}"
-                            f"{', ...' if len(paths) > 3 else ''}): {err}") from err
+            where = f"{', '.join(paths[:3])}{', ...' if len(paths) > 3 else ''}"
+            raise ModelError(f"cannot shape the model: {method} for {_activation_name(key)} "
+                             f"(at {where}): {type(err).__name__}: {err}",
+                             [(p, str(err)) for p in paths]) from err
     _check_used(targets, transforms, method)
     _rewrite(gm, reader, transforms, pln)
     _initialize(reader, np.random.default_rng(seed))

@@ -116,8 +116,7 @@ class _Context:
         if val.kind == "layer":
             out = _as_chain(self.leaves(val.spec))
         else:
-            pre = [leaf for p in val.pushed for leaf in self.leaves(p.spec)]
-            branches = [_as_chain(pre + self.segment(val.parent, t)) for t, _ in val.terms]
+            branches = [_as_chain(self.segment(val.parent, t)) for t, _ in val.terms]
             squares = tuple(s for _, s in val.terms)
             out = _Sum(branches, squares, "parallel" if val.kind == "cat" else "sum")
         self.memo[id(val)] = out

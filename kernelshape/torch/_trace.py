@@ -99,16 +99,15 @@ def _shape(node):
 # -- values ----------------------------------------------------------------------------------
 class _Val:
     """A tensor: ``kind`` "input", "layer" (``spec`` applied to ``parent``), "sum" or
-    "cat" (``terms``: (value, squared weight) from ``parent``, the fork, through the
-    layers ``pushed``). ``ends``: the linear/conv modules that end it (None if an
+    "cat" (``terms``: (value, squared weight) from ``parent``, the fork). ``ends``: the linear/conv modules that end it (None if an
     activation or the input may end it): such terms are independent of the others."""
 
-    __slots__ = ("node", "parent", "depth", "kind", "spec", "terms", "pushed", "ends", "index")
+    __slots__ = ("node", "parent", "depth", "kind", "spec", "terms", "ends", "index")
 
-    def __init__(self, node, parent, kind, spec=None, terms=(), pushed=(), ends=None):
+    def __init__(self, node, parent, kind, spec=None, terms=(), ends=None):
         self.node, self.parent, self.kind, self.spec = node, parent, kind, spec
         self.depth = 0 if parent is None else parent.depth + 1
-        self.terms, self.pushed, self.ends = tuple(terms), tuple(pushed), ends
+        self.terms, self.ends = tuple(terms), ends
 
 
 class _Scaled:
@@ -283,7 +282,9 @@ class _Reader:
         return self._activation(node, key)
 
     def _activation(self, node, key):
-        self.activations.setdefault(key, []).append(node_path(node))
+        paths = self.activations.setdefault(key, [])
+        if node_path(node) not in paths:
+            paths.append(node_path(node))
         self.act_nodes.append((node, key))
         return self.layer(node, ("act", key), ends=None)
 
@@ -343,17 +344,14 @@ class _Reader:
         if fork is None:
             self.problem(node, "terms that do not come from one input")
             fork = vals[0]
-        pushed = []
         # A layer every term shares belongs to each term's branch (as the dks examples
         # count a V2 projection block's first activation), unless a term is that layer.
         while fork.kind == "layer" and all(v is not fork for v in vals):
-            pushed.append(fork)
             fork = fork.parent
         ends = None
         if all(v.ends is not None for v in vals):
             ends = frozenset().union(*(v.ends for v in vals))
-        return self._add(_Val(node, fork, kind, terms=zip(vals, squares),
-                              pushed=reversed(pushed), ends=ends))
+        return self._add(_Val(node, fork, kind, terms=zip(vals, squares), ends=ends))
 
     def add(self, node, a, b, weight_b=1.0):
         ta, tb = self.terms_of(a), self.terms_of(b, weight_b)
@@ -390,8 +388,7 @@ def _activations_between(fork, val):
         if v.kind == "layer" and v.spec[0] == "act":
             count += 1
         elif v.kind in ("sum", "cat"):
-            count += max(_activations_between(v.parent, t) for t, _ in v.terms) + sum(
-                1 for p in v.pushed if p.spec[0] == "act")
+            count += max(_activations_between(v.parent, t) for t, _ in v.terms)
             v = v.parent
             continue
         v = v.parent

@@ -162,6 +162,9 @@ class TransformedActivation(nn.Module):
         True
     """
 
+    # Names for reading the module back, not for the scripted forward.
+    __jit_ignored_attributes__ = ["kind", "params"]
+
     def __init__(self, kind: str, params: dict, input_scale: float, input_shift: float,
                  output_shift: float, output_scale: float):
         super().__init__()
