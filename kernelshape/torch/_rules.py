@@ -22,7 +22,7 @@ from ._trace import _Const, _shape
 # -- modules -----------------------------------------------------------------------------------
 def _linear(r, node, m):
     r.layers.append((str(node.target), m, "linear"))
-    return r.layer(node, ("linear", m), ends=frozenset([id(m)]))
+    return r.layer(node, ("linear", m), ends="self")
 
 
 def _conv(r, node, m):
@@ -41,7 +41,7 @@ def _conv(r, node, m):
         return r.refuse(node, f"a convolution with {', '.join(bad)}: kernelshape reads "
                         "plain convolutions (one group, no dilation, zero padding)")
     r.layers.append((str(node.target), m, "conv"))
-    return r.layer(node, ("conv", m, padding), ends=frozenset([id(m)]))
+    return r.layer(node, ("conv", m, padding), ends="self")
 
 
 def _conv_padding(m):

@@ -73,12 +73,17 @@ def graph_module(model, example_input):
         reason = f"torch.fx cannot trace it ({type(err).__name__}: {err})"
         raise ModelError(f"cannot read the model: {path}: {reason}", [(path, reason)]) from err
     gm = fx.GraphModule(tracer.root, graph, type(model).__name__)
+    modes = [(m, m.training) for m in gm.modules()]
+    gm.eval()   # shapes only: batch statistics and dropout masks play no part
     try:
         with torch.no_grad():
             ShapeProp(gm).propagate(example_input)
     except Exception as err:
         raise ModelError(f"the model failed on example_input of shape "
                          f"{tuple(example_input.shape)}: {type(err).__name__}: {err}") from err
+    finally:
+        for m, training in modes:
+            m.training = training
     return gm
 
 
@@ -99,8 +104,9 @@ def _shape(node):
 # -- values ----------------------------------------------------------------------------------
 class _Val:
     """A tensor: ``kind`` "input", "layer" (``spec`` applied to ``parent``), "sum" or
-    "cat" (``terms``: (value, squared weight) from ``parent``, the fork). ``ends``: the linear/conv modules that end it (None if an
-    activation or the input may end it): such terms are independent of the others."""
+    "cat" (``terms``: (value, squared weight) from ``parent``, the fork). ``ends``: the
+    linear/conv layer values that end it (None if an activation or the input may end it);
+    a term whose ending layers lie below a sum's fork is independent of the other terms."""
 
     __slots__ = ("node", "parent", "depth", "kind", "spec", "terms", "ends", "index")
 
@@ -186,7 +192,7 @@ class _Reader:
         for part in str(node.target).split("."):
             obj = getattr(obj, part)
         if isinstance(obj, torch.Tensor) and obj.numel() == 1:
-            return _Const(float(obj))
+            return _Const(float(obj.detach()))
         return _Const(obj)
 
     def _op_call_module(self, node):
@@ -270,7 +276,10 @@ class _Reader:
             return self.refuse(node, "expected a tensor input")
         if ends == "keep":
             ends = parent.ends
-        return self._add(_Val(node, parent, "layer", spec, ends=ends))
+        val = _Val(node, parent, "layer", spec, ends=None if ends == "self" else ends)
+        if ends == "self":
+            val.ends = frozenset([val])
+        return self._add(val)
 
     def passed(self, node):
         return self.tensor(node.args[0])
@@ -316,10 +325,14 @@ class _Reader:
                 squares = [s / total for s in squares] if total > 0 else squares
         else:
             squares = [s / total for s in squares]
-        free = [v for v in vals if v.ends is None]
-        ends = [v.ends for v in vals if v.ends is not None]
-        shared = len(set().union(*ends)) < sum(len(e) for e in ends) if ends else False
-        if len(free) > 1 or shared:
+        # A term ending in its own linear layer, below the fork, is independent of the
+        # others (its weights are fresh and zero-mean); at most one term may be otherwise.
+        fork = _lca(vals)
+        depth = -1 if fork is None else fork.depth
+        fresh = [v.ends for v in vals if v.ends is not None
+                 and all(e.depth > depth for e in v.ends)]
+        modules = [id(e.spec[1]) for ends in fresh for e in ends]
+        if len(vals) - len(fresh) > 1 or len(set(modules)) < len(modules):
             self.problem(node, "a sum of correlated terms (more than one does not end in its "
                          "own linear or conv layer, e.g. x + tanh(x)): the normalized-sum rule "
                          "needs independent terms")
