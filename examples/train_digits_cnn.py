@@ -151,9 +151,10 @@ def build(method: str, *, depth: int, channels: int, seed: int, example, route: 
     model = vanilla_cnn(_activation_module(act), depth=depth, channels=channels)
     shape = getattr(ks.torch, "shape", None)
     if route == "torch" or (route == "auto" and shape is not None):
-        shaped, report = shape(model, example, method=kind, **targets)
-        params = "; ".join(", ".join(f"{k}={float(v):.4g}" for k, v in t.params.items())
-                           for t in report.transforms)
+        shaped, report = shape(model, example, method=kind, seed=seed, **targets)
+        params = "; ".join(f"{name}: " + ", ".join(f"{k}={float(v):.4g}"
+                                                   for k, v in t.params.items())
+                           for name, t in report.transforms.items())
         return shaped, f"ks.torch.shape(method={kind!r}): {params}"
     from kernelshape.codegen import as_torch
 

@@ -47,3 +47,4 @@ from ._vocab import ACTIVATIONS, PLN, TransformedActivation
 
 __all__ = ["ACTIVATIONS", "METHODS", "PLN", "TARGETS", "WEIGHTS", "Report", "Row",
            "TransformedActivation", "predict", "shape", "trace"]
+from ._check import check
