@@ -628,6 +628,8 @@ _MEMO = Memo(512)
 def _memo_key(spec, parameters, name, values):
     """The canonical form of an :func:`activation` call, or None (not memoized) when an
     input has none: values other than int, float or None, unusual parameter lists."""
+    if type(spec) is str and not (parameters or values) and name is None:
+        return spec   # the common call, activation("tanh"): the text is the key
     if isinstance(spec, str):
         head = ("text", spec)
     elif isinstance(spec, sp.Basic):

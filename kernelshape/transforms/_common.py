@@ -162,6 +162,29 @@ class LastCall:
         return self.memo[key]
 
 
+class FrameMemo:
+    """A :class:`~kernelshape.maps.gauss.Moments` whose ``frame`` remembers its three most
+    recent results (one solve's object): the residuals, re-evaluated at the solution,
+    reuse the frame the last Newton step computed there instead of recomputing the same
+    numbers. Other attributes are the wrapped object's."""
+
+    def __init__(self, moments):
+        self.moments, self.memo = moments, {}
+
+    def frame(self, a, b, *, level=0, coarse=False, gradients=True):
+        key = (a, b, level, coarse, gradients)
+        fr = self.memo.get(key)
+        if fr is None:
+            if len(self.memo) >= 3:
+                del self.memo[next(iter(self.memo))]
+            fr = self.memo[key] = self.moments.frame(a, b, level=level, coarse=coarse,
+                                                      gradients=gradients)
+        return fr
+
+    def __getattr__(self, name):
+        return getattr(self.moments, name)
+
+
 def output_scale(q):
     """``q^(-1/2)``, the output scale making the second moment ``q`` one, or None when it
     or its square is not a finite float64 (``q`` underflowed: a degenerate solution)."""
