@@ -234,10 +234,10 @@ def check_activation(phi, method, *, solvable=()):
 
 def check_digits(digits):
     """None, or an integer in ``[16, MAX_DIGITS]`` (PrecisionError naming the limit)."""
+    if digits is None:   # the float64 solve: no imports on its per-call path
+        return None
     from ..errors import PrecisionError
     from ._precise import MAX_DIGITS, _duration, expected_seconds
-    if digits is None:
-        return None
     if isinstance(digits, bool) or not isinstance(digits, numbers.Integral) or digits < 16:
         raise PrecisionError(f"digits must be None (float64) or an integer >= 16, got "
                              f"{digits!r}")
