@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import kernelshape as ks
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,9 +74,5 @@ def test_submodules_are_reachable_as_attributes():
                    "print(json.dumps([ks.parsing.__name__, ks.maps.__name__,\n"
                    "                  ks.init.suo is ks.suo]))")
     assert found == ["kernelshape.parsing", "kernelshape.maps", True]
-    try:
-        ks.no_such_name
-    except AttributeError as err:
-        assert "no_such_name" in str(err)
-    else:
-        raise AssertionError("an unknown attribute must raise AttributeError")
+    with pytest.raises(AttributeError, match="no_such_name"):
+        _ = ks.no_such_name
