@@ -7,10 +7,13 @@ printed), timed from inside the process, so interpreter start-up is left out:
 * ``import kernelshape`` alone;
 * the floor: ``import numpy, sympy, mpmath`` (what any first use of an expression needs:
   parsing and analysis are sympy) and ``import numba`` on top (what a float64 C map needs);
+* numba's own first call in a process (a trivial cached function): its floor;
 * the first use of an expression new to the process: ``ks.activation(text).c_map(0.5)``
   split into imports, ``activation()`` (parsing and the sympy analysis) and ``c_map``
-  (generating and loading the numba kernels), with the numba cache on disk (a temporary
-  ``KERNELSHAPE_CACHE_DIR`` filled by one earlier process) and without (an empty one);
+  (numpy branches printed from sympy; no numba), then the first float evaluation
+  ``phi(0.3)`` (the numba kernels: loaded from disk or compiled), with the numba cache on
+  disk (a temporary ``KERNELSHAPE_CACHE_DIR`` filled by one earlier process) and without
+  (an empty one);
 * the first DKS solve of the expression (no numba: the solvers use numpy branches).
 
 Both wall and CPU (``time.process_time``) seconds are printed; on a shared machine the CPU
@@ -46,20 +49,32 @@ FLOOR = CLOCK + ("t = _now()\nimport numpy, sympy, mpmath\n"
                  "out['import numpy+sympy+mpmath'] = _since(t)\n"
                  "t = _now()\nimport numba\nout['+ import numba'] = _since(t)\n")
 
+# numba's own first call in a process, of a trivial function already cached on disk: the
+# dispatcher loads its typing registries (numba.np.arraymath, which imports scipy.linalg to
+# find BLAS) whatever the function does
+NUMBA_MODULE = "from numba import njit\n\n@njit(cache=True)\ndef f(x):\n    return x + 1.0\n"
+NUMBA_FIRST = CLOCK + ("import sys\nsys.path.insert(0, DIR)\n"
+                       "t = _now()\nimport numba, trivial\nout['import numba'] = _since(t)\n"
+                       "t = _now()\ntrivial.f(1.0)\n"
+                       "out['first call of a cached njit function'] = _since(t)\n")
+
 FIRST = CLOCK + ("t0 = t = _now()\nimport kernelshape as ks\n"
                  "import numpy, sympy, mpmath, numba\n"
                  "import kernelshape.activations, kernelshape.maps\n"
                  "out['imports'] = _since(t)\n"
                  "t = _now()\nphi = ks.activation(EXPR)\nout['activation()'] = _since(t)\n"
                  "t = _now()\nphi.c_map(0.5)\nout['first c_map'] = _since(t)\n"
-                 "out['total'] = _since(t0)\n"
+                 "out['total to first c_map'] = _since(t0)\n"
+                 "t = _now()\nphi(0.3)\nout['then first phi(x), numba'] = _since(t)\n"
                  "t = _now()\nks.dks(phi, network=ks.resnet(101, 0.6))\n"
                  "out['then first dks solve'] = _since(t)\n")
 
 
-def _run(code, env=None, expr=None):
+def _run(code, env=None, expr=None, directory=None):
     if expr is not None:
         code = f"EXPR = {expr!r}\n" + code
+    if directory is not None:
+        code = f"DIR = {directory!r}\n" + code
     code += "import json\nprint(json.dumps(out))\n"
     full_env = {**os.environ, **(env or {}),
                 "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -83,6 +98,12 @@ def _report(title, runs):
 def main(repeat=3):
     _report("import kernelshape (fresh process)", [_run(IMPORT) for _ in range(repeat)])
     _report("floor: the dependencies' own imports", [_run(FLOOR) for _ in range(repeat)])
+    with tempfile.TemporaryDirectory() as tmp:
+        with open(os.path.join(tmp, "trivial.py"), "w") as f:
+            f.write(NUMBA_MODULE)
+        _run(NUMBA_FIRST, directory=tmp)   # fills numba's cache
+        _report("floor: numba, a trivial function cached on disk",
+                [_run(NUMBA_FIRST, directory=tmp) for _ in range(repeat)])
     for expr in ("x*tanh(x) + 0.1*x", "x*tanh(log(1 + exp(x)))", "gelu"):
         with tempfile.TemporaryDirectory() as tmp:
             cold = []
