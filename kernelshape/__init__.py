@@ -11,41 +11,27 @@ Example:
     True
 """
 
-from importlib import import_module
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as _version
+import sys as _sys
+import types as _types
+from importlib import import_module as _import_module
 
-from .activations import Activation, Kink, activation, builtins
 from .errors import *  # noqa: F403 - the error classes are part of the public surface
 from .errors import __all__ as _errors_all
-from .init import delta_orthogonal, suo
-from .networks import (
-    Kernel,
-    Network,
-    as_network,
-    avg_pool,
-    chain,
-    conv,
-    flatten,
-    global_avg_pool,
-    heads,
-    layer_norm,
-    linear,
-    mlp,
-    nonlinear,
-    normalized_sum,
-    parallel,
-    residual,
-    resnet,
-    shared,
-)
-from .pln import pln
-from .transforms import EdgeOfChaos, ReluWarning, Residual, Transform, dks, eoc, tat
 
-try:
-    __version__ = _version("kernelshape")
-except PackageNotFoundError:  # a source tree that is not installed
-    __version__ = "0+unknown"
+# Every public name is imported on first use (module __getattr__, PEP 562): `import
+# kernelshape` loads neither numpy nor sympy, so a command line or a worker process pays
+# only for what it touches. name -> the submodule defining it.
+_NAMES = {
+    **dict.fromkeys(("Activation", "Kink", "activation", "builtins"), "activations"),
+    **dict.fromkeys(("delta_orthogonal", "suo"), "init"),
+    **dict.fromkeys((
+        "Kernel", "Network", "as_network", "avg_pool", "chain", "conv", "flatten",
+        "global_avg_pool", "heads", "layer_norm", "linear", "mlp", "nonlinear",
+        "normalized_sum", "parallel", "residual", "resnet", "shared"), "networks"),
+    "pln": "pln",
+    **dict.fromkeys(("EdgeOfChaos", "ReluWarning", "Residual", "Transform", "dks", "eoc",
+                     "tat"), "transforms"),
+}
 
 # Submodules reached as attributes, imported on first use (matplotlib, torch and jax stay
 # out of `import kernelshape`).
@@ -67,13 +53,48 @@ __all__ = [
 ]
 
 
+def _version():
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("kernelshape")
+    except PackageNotFoundError:  # a source tree that is not installed
+        return "0+unknown"
+
+
 def __getattr__(name):
-    if name in _LAZY:
-        module = import_module(f".{name}", __name__)
-        globals()[name] = module
-        return module
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name == "__version__":
+        value = _version()
+    elif name in _NAMES:
+        value = getattr(_import_module(f".{_NAMES[name]}", __name__), name)
+    elif name in _LAZY:
+        value = _import_module(f".{name}", __name__)
+    elif not name.startswith("__") and _is_submodule(name):
+        value = _import_module(f".{name}", __name__)   # ks.parsing, ks.init, ...
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def _is_submodule(name):
+    from importlib.util import find_spec
+    return name.isidentifier() and find_spec(f"{__name__}.{name}") is not None
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_NAMES) | set(_LAZY) | {"__version__"})
+
+
+class _Package(_types.ModuleType):
+    """The package's module type: a public name that is also a submodule's name (``pln``)
+    stays the function when the submodule is imported later (the import system sets the
+    submodule as a package attribute, which would hide the function)."""
+
+    def __setattr__(self, name, value):
+        if (name in _NAMES and isinstance(value, _types.ModuleType)
+                and value.__name__ == f"{__name__}.{name}"):
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+_sys.modules[__name__].__class__ = _Package

@@ -21,10 +21,12 @@ import sympy as sp
 
 from . import _structure
 from ._builtins import BUILTIN_ACTIVATIONS, suggest
+from ._memo import Memo
 from .errors import (
     ActivationError,
     ExpressionError,
     FreeParameterError,
+    ImmutableError,
     InfiniteMomentError,
     KernelShapeError,
     MagnitudeError,
@@ -107,12 +109,31 @@ class Piece:
     branch: int
 
 
+class _Values(dict):
+    """The fixed parameter values of an Activation: a dict that refuses changes."""
+
+    def _refuse(self, *args, **kwargs):
+        raise ImmutableError("an Activation's parameter values are read-only; use "
+                             ".fix(name=value) for an activation with other values")
+
+    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _refuse
+    __ior__ = _refuse
+
+    def __reduce__(self):
+        return _Values, (dict(self),)
+
+
 class Activation:
     """An activation function ``phi(x)`` as a sympy expression, with parameters.
 
     Build one with :func:`activation`. Parameters are real sympy symbols; ``values`` holds
     the fixed ones, the others are ``free``. Numeric evaluation and maps need every
     parameter fixed (see :meth:`fix`).
+
+    Activations are read-only: :func:`activation` returns one shared object per input, and
+    the analysis done on it (kinks, pieces, compiled kernels) is kept for every later
+    use. Setting an attribute raises :class:`~kernelshape.errors.ImmutableError`;
+    :meth:`fix` and :meth:`affine` make changed copies.
 
     Example:
         >>> phi = activation("tanh")
@@ -141,11 +162,12 @@ class Activation:
                     f"unknown parameter {key!r}; this activation has parameters "
                     f"{sorted(self._symbols) or 'none'}")
         self._template = expr  # with all parameters symbolic
-        self.values = {k: _check_value(k, v) for k, v in values.items()}
+        self.values = _Values({k: _check_value(k, v) for k, v in values.items()})
         self.name = name
         self.expr = expr.subs({self._symbols[k]: _exact(v) for k, v in self.values.items()})
         self.base = self
         self.affine_params = (1.0, 0.0, 0.0, 1.0)
+        self.__dict__["_sealed"] = True
         if not self.free:
             self._check_real()
 
@@ -155,14 +177,27 @@ class Activation:
         a, b, d, g = params
         new = cls.__new__(cls)
         new._symbols = {}
-        new.values = {}
+        new.values = _Values()
         new.name = None
         a_, b_, d_, g_ = (_exact(v) for v in params)
         new.expr = g_ * (base.expr.subs(X, a_ * X + b_) + d_)
         new._template = new.expr
         new.base = base
         new.affine_params = (a, b, d, g)
+        new.__dict__["_sealed"] = True
         return new
+
+    def __setattr__(self, key, value):
+        # cached analysis goes into __dict__ directly (functools.cached_property does too)
+        if self.__dict__.get("_sealed"):
+            raise ImmutableError(
+                f"Activation objects are read-only (activation() shares one object per "
+                f"input); cannot set {key!r}. Use .fix(...) or .affine(...) for a changed "
+                "copy")
+        object.__setattr__(self, key, value)
+
+    def __delattr__(self, key):
+        raise ImmutableError(f"Activation objects are read-only; cannot delete {key!r}")
 
     # -- description ---------------------------------------------------------------------
     @property
@@ -558,7 +593,9 @@ def activation(spec, *, parameters=(), name: str | None = None, **values) -> Act
             parameter that has a default.
 
     Returns:
-        An :class:`Activation`.
+        An :class:`Activation`, read-only and shared: the same input (name or text or
+        sympy expression, parameters, label, values) gives the same object, so its
+        analysis and compiled kernels are reused (the 512 most recent inputs are kept).
 
     Raises:
         ActivationError: unknown built-in parameter or bad value.
@@ -577,6 +614,40 @@ def activation(spec, *, parameters=(), name: str | None = None, **values) -> Act
     """
     if isinstance(spec, Activation):
         return spec.fix(**values) if values else spec
+    if isinstance(parameters, (list, tuple)):
+        parameters = tuple(parameters)
+    key = _memo_key(spec, parameters, name, values)
+    return _MEMO.get(key, lambda: _build(spec, parameters, name, values))
+
+
+#: One Activation per canonical input (name or text or sympy expression, parameter names,
+#: label, values with their types): the sympy analysis runs once per process and input.
+_MEMO = Memo(512)
+
+
+def _memo_key(spec, parameters, name, values):
+    """The canonical form of an :func:`activation` call, or None (not memoized) when an
+    input has none: values other than int, float or None, unusual parameter lists."""
+    if type(spec) is str and not (parameters or values) and name is None:
+        return spec   # the common call, activation("tanh"): the text is the key
+    if isinstance(spec, str):
+        head = ("text", spec)
+    elif isinstance(spec, sp.Basic):
+        head = ("sympy", sp.srepr(spec))   # carries the symbols' assumptions too
+    else:
+        return None
+    if not (isinstance(parameters, tuple) and all(type(p) is str for p in parameters)):
+        return None
+    if not (name is None or type(name) is str):
+        return None
+    if not all(v is None or type(v) in (int, float) for v in values.values()):
+        return None
+    # repr keeps what == would merge: -0.0 and 0.0, 1 and 1.0 (True is not an int here)
+    fixed = tuple(sorted((k, type(v).__name__, repr(v)) for k, v in values.items()))
+    return head, parameters, name, fixed
+
+
+def _build(spec, parameters, name, values) -> Activation:
     if isinstance(spec, str) and spec in _BUILTINS:
         build, defaults = _BUILTINS[spec]
         unknown = set(values) - set(defaults)

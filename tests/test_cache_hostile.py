@@ -27,8 +27,9 @@ import numpy as np
 import pytest
 
 import kernelshape as ks
-from kernelshape import _jit
+from kernelshape import _jit, activations
 from kernelshape._jit import CacheWarning
+from kernelshape._memo import Memo
 
 EXPR = "tanh(x) + x/7"
 XS = np.array([-1.5, -0.2, 0.35, 2.0])
@@ -46,6 +47,9 @@ def cache(tmp_path, monkeypatch):
     (tmp_path / "tmp").mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     monkeypatch.setattr(_jit, "_MODULES", {})
+    # activation() shares one object per input, with its kernels: a private table, so
+    # each test starts from new objects as a new process would
+    monkeypatch.setattr(activations, "_MEMO", Memo(512))
     _forget_warnings(monkeypatch)
     return directory
 
@@ -59,6 +63,7 @@ def values():
     """``tanh(x) + x/7`` at XS through the generated module's ``evaluate`` kernel, loaded
     afresh (as a new process would: new dispatchers reading the files on disk)."""
     _jit._MODULES.clear()
+    activations._MEMO.clear()
     phi = ks.activation(EXPR)
     lo, hi, br = phi._piece_arrays
     return _jit.jit_module(phi.branches).evaluate(XS.copy(), 0, lo, hi, br)
@@ -198,6 +203,7 @@ def test_forged_c_map_machine_code_is_caught(cache):
     assert elu.c_map(0.35) > 1.0                      # the forged kernel, compiled and saved
     restamp()
     _jit._MODULES.clear()
+    activations._MEMO.clear()
     fresh = ks.activation("elu")     # a new object: no memo of the first one's maps
     with pytest.warns(CacheWarning, match="cached machine code of c_direct"):
         assert fresh.c_map(0.35) == pytest.approx(ELU_C_035, rel=1e-13)

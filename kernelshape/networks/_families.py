@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numbers
 
+from .._memo import Memo
 from ..errors import NetworkError
 from ._layers import _LINEAR, _NONLINEAR, _SKIP
 from ._network import Network
@@ -21,16 +22,28 @@ RESNET_CONFIGS = {
 }
 
 
+#: One network per family call (networks are never changed after construction), so the
+#: slope and curvature polynomials the transforms build on a network are reused per call.
+_MEMO = Memo(64)
+
+
 def mlp(depth: int) -> Network:
     """A chain of ``depth`` nonlinear layers (linear layers in between do not change maps).
 
     For ``mlp(L)`` the maximal slope function is ``xi^L``, so DKS gives ``xi = zeta^(1/L)``.
+    The same depth gives the same (shared) network object.
 
     Example:
         >>> mlp(10)
         mlp(depth=10)
     """
     depth = _check_depth(depth)
+    # very deep chains are not kept: 64 of mlp(10**6) would hold half a gigabyte
+    key = ("mlp", depth) if depth <= 100_000 else None
+    return _MEMO.get(key, lambda: _mlp(depth))
+
+
+def _mlp(depth):
     net = _Chain([_NONLINEAR] * depth, label=f"mlp(depth={depth})")
     # Marks a chain of identical nonlinear layers: the transforms' targets use its closed
     # forms (mu(xi) = xi^depth, M_{f, y -> t + y}(0) = depth t) instead of a depth-step
@@ -49,7 +62,8 @@ def resnet(depth: int, shortcut_weight: float = 0.0, *, version: str = "v2") -> 
     activation once. V1 blocks apply the activation after the sum. One more nonlinear layer
     is counted at the end, as in the ``dks`` example's ``subnet_max_func`` (for V1 the stem
     activation; its position changes nothing for the slope and curvature functions).
-    ``shortcut_weight = 0`` is the vanilla (skip-free) network.
+    ``shortcut_weight = 0`` is the vanilla (skip-free) network. The same arguments give
+    the same (shared) network object.
 
     Args:
         depth: one of 18, 34, 50, 101, 152, 200.
@@ -71,6 +85,11 @@ def resnet(depth: int, shortcut_weight: float = 0.0, *, version: str = "v2") -> 
     w = _check_shortcut_weight(shortcut_weight)
     if version not in ("v1", "v2"):
         raise NetworkError(f"resnet version must be 'v1' or 'v2', got {version!r}")
+    # repr(w) in the key: -0.0 == 0.0, but the label shows the weight as given
+    return _MEMO.get(("resnet", depth, repr(w), version), lambda: _resnet(depth, w, version))
+
+
+def _resnet(depth, w, version):
     blocks_per_group, bottleneck, projection = RESNET_CONFIGS[depth]
     v2 = version == "v2"
     n_act = (3 if bottleneck else 2) if v2 else (2 if bottleneck else 1)

@@ -162,6 +162,29 @@ class LastCall:
         return self.memo[key]
 
 
+class FrameMemo:
+    """A :class:`~kernelshape.maps.gauss.Moments` whose ``frame`` remembers its three most
+    recent results (one solve's object): the residuals, re-evaluated at the solution,
+    reuse the frame the last Newton step computed there instead of recomputing the same
+    numbers. Other attributes are the wrapped object's."""
+
+    def __init__(self, moments):
+        self.moments, self.memo = moments, {}
+
+    def frame(self, a, b, *, level=0, coarse=False, gradients=True):
+        key = (a, b, level, coarse, gradients)
+        fr = self.memo.get(key)
+        if fr is None:
+            if len(self.memo) >= 3:
+                del self.memo[next(iter(self.memo))]
+            fr = self.memo[key] = self.moments.frame(a, b, level=level, coarse=coarse,
+                                                      gradients=gradients)
+        return fr
+
+    def __getattr__(self, name):
+        return getattr(self.moments, name)
+
+
 def output_scale(q):
     """``q^(-1/2)``, the output scale making the second moment ``q`` one, or None when it
     or its square is not a finite float64 (``q`` underflowed: a degenerate solution)."""
@@ -211,10 +234,10 @@ def check_activation(phi, method, *, solvable=()):
 
 def check_digits(digits):
     """None, or an integer in ``[16, MAX_DIGITS]`` (PrecisionError naming the limit)."""
+    if digits is None:   # the float64 solve: no imports on its per-call path
+        return None
     from ..errors import PrecisionError
     from ._precise import MAX_DIGITS, _duration, expected_seconds
-    if digits is None:
-        return None
     if isinstance(digits, bool) or not isinstance(digits, numbers.Integral) or digits < 16:
         raise PrecisionError(f"digits must be None (float64) or an integer >= 16, got "
                              f"{digits!r}")

@@ -137,12 +137,20 @@ def local_slope(net, zeta, digits=None):
     if isinstance(net, _Function):
         xi = solve_increasing(net.max_slope, zeta, 1.0, math.inf, name="zeta", what=what)
     else:
-        roots = [_poly_root(c, zeta) for c in _slope_polynomials(net)]
-        xi = float(min(roots))
-        if not math.isfinite(xi):
-            raise UnreachableTargetError(
-                f"{what}: the network has no nonlinear layer, so its maximal slope stays 1 "
-                f"and zeta = {zeta!r} cannot be reached")
+        # the root depends on the network and zeta only: kept on the network (solves
+        # repeated on one network, as from a memoized resnet(), skip the Newton runs)
+        known = net.__dict__.setdefault("_xi_of_zeta", {})
+        xi = known.get(zeta)
+        if xi is None:
+            roots = [_poly_root(c, zeta) for c in _slope_polynomials(net)]
+            xi = float(min(roots))
+            if not math.isfinite(xi):
+                raise UnreachableTargetError(
+                    f"{what}: the network has no nonlinear layer, so its maximal slope "
+                    f"stays 1 and zeta = {zeta!r} cannot be reached")
+            if len(known) >= 64:
+                known.clear()
+            known[zeta] = xi
     if digits:
         return _polish_root(net, lambda x: (lambda y: x * y), 1, zeta, xi, digits, "zeta",
                             what)

@@ -61,11 +61,15 @@ def local_maps(moments, a, b, *, level=0, coarse=False):
     fr = moments.frame(a, b, level=level, coarse=coarse)
     z, w = fr.z, fr.w
     ubar = float(fr.u @ w)
-    uc = fr.u - ubar
-    f1z = fr.f1 * z
-    f2z = fr.f2 * z
-    one = np.ones_like(z)
-    G = cm.gram([one, uc, fr.f1, f1z, fr.ua, fr.ub, fr.f2, f2z, f2z * z], w)
+    # rows 1, u - E[u], f1, f1 z, ua, ub, f2, f2 z, f2 z^2, filled in place
+    R = np.empty((9, z.shape[0]))
+    R[0] = 1.0
+    np.subtract(fr.u, ubar, out=R[1])
+    R[2], R[4], R[5], R[6] = fr.f1, fr.ua, fr.ub, fr.f2
+    np.multiply(fr.f1, z, out=R[3])
+    np.multiply(fr.f2, z, out=R[7])
+    np.multiply(R[7], z, out=R[8])
+    G = ((R * w) @ R.T).tolist()
     duz2 = duz = dmz = dm = 0.0
     for zk, om, uk, m in fr.diracs:
         duz += om * (uk - ubar) * zk
@@ -209,17 +213,19 @@ def dks(phi, *, network, zeta: float = 1.5, q_slope: float | None = None,
         if digits:
             from ._precise import announce
             announce("DKS", act, digits)
-        params, level = _solve_relu(act, xi, digits)
+        moments = cm.FrameMemo(cm.moments_of(act))
+        params, level = _solve_relu(act, xi, digits, moments)
         targets = {"zeta": zeta, "xi": xi}
         residuals = _residuals(act, params, {"Q(1)": 1.0, "C(0)": 0.0, "C'(1)": xi}, digits,
-                               level)
+                               level, moments)
     else:
         if digits:
             from ._precise import announce
             announce("DKS", act, digits)
-        params, level = _solve_smooth(act, q_slope, xi, digits, start)
+        moments = cm.FrameMemo(cm.moments_of(act))
+        params, level = _solve_smooth(act, q_slope, xi, digits, start, moments)
         residuals = _residuals(act, params, {"Q(1)": 1.0, "Q'(1)": q_slope, "C(0)": 0.0,
-                                             "C'(1)": xi}, digits, level)
+                                             "C'(1)": xi}, digits, level, moments)
     return Transform(method="dks", base=act, params=params, targets=targets,
                      network=repr(net), residuals=residuals, digits=digits)
 
@@ -228,8 +234,8 @@ def dks(phi, *, network, zeta: float = 1.5, q_slope: float | None = None,
 _STARTS = [(a, b) for a in (0.1, 1.0) for b in (0.0, 1.0, -1.0)]
 
 
-def _solve_smooth(act, q_slope, xi, digits, start=None):
-    moments = cm.moments_of(act)
+def _solve_smooth(act, q_slope, xi, digits, start=None, moments=None):
+    moments = moments if moments is not None else cm.moments_of(act)
     maps = cm.LastCall(functools.partial(local_maps, moments))
     center = cm.info(act)["odd_center"]
     starts = [start, *_STARTS] if start is not None else _STARTS
@@ -249,8 +255,8 @@ def _solve_smooth(act, q_slope, xi, digits, start=None):
     return params, level
 
 
-def _solve_relu(act, xi, digits):
-    moments = cm.moments_of(act)
+def _solve_relu(act, xi, digits, moments=None):
+    moments = moments if moments is not None else cm.moments_of(act)
     maps = cm.LastCall(functools.partial(local_maps, moments))
     xi_f = float(xi)
     b = 1.0 if xi_f < RELU_SHIFT_LIMIT else -1.0
@@ -307,14 +313,14 @@ def _fail(act, moments, best, names, targets):
                      values=(lambda x: [values[n] for n in names]) if at else None)
 
 
-def _residuals(act, params, conditions, digits, level):
+def _residuals(act, params, conditions, digits, level, moments=None):
     if digits:
         from ._precise import residuals_mp
         return residuals_mp(act, params, conditions, digits)
-    return residuals_float(act, params, conditions, level=level)
+    return residuals_float(act, params, conditions, level=level, moments=moments)
 
 
-def residuals_float(act, params, conditions, *, level=None):
+def residuals_float(act, params, conditions, *, level=None, moments=None):
     """Float64 evaluation of the local maps of the transformed activation, afresh from the
     final parameters.
 
@@ -325,11 +331,12 @@ def residuals_float(act, params, conditions, *, level=None):
         C'(1) = E[phi'^2] / E[v^2],   C''(1) = a^2 E[phi''^2] / E[v^2],
 
     with no cancellation for small input scales. ``level``: the panel level the solver
-    accepted; None refines from level 0 until the embedded rule agrees.
+    accepted; None refines from level 0 until the embedded rule agrees. ``moments``: the
+    solver's (a :class:`~._common.FrameMemo` holds the frame of its last step).
     """
     a, b = params.get("input_scale", 1.0), params.get("input_shift", 0.0)
     d, g = params["output_shift"], params["output_scale"]
-    moments = cm.moments_of(act)
+    moments = moments if moments is not None else cm.moments_of(act)
 
     def maps(lev, coarse=False):
         fr = moments.frame(a, b, level=lev, coarse=coarse)
