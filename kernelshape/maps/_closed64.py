@@ -153,10 +153,11 @@ def _one(kind, order, p, x):
 {LOOPS}
 
 @njit(cache=_CACHE, error_model="numpy")
-def net_map(ops, kinds, p, ratio, shift, order, c, out0, out1, out2):
-    """A chain of layers at every c: ops 0 = affine (c -> ratio c + shift, derivatives
-    times ratio), 1 = nonlinear of kind ``kinds[j]``, constants ``p[j]``; the chain rule
-    carries C' and C'' (``order``). Returns 1 for a bad c (as :func:`c_map`)."""
+def net_map(ops, kinds, p, scale, shift, norm, order, c, out0, out1, out2):
+    """A chain of layers at every c: ops 0 = affine (c -> (scale c + shift) / norm,
+    derivatives times scale / norm), 1 = nonlinear of kind ``kinds[j]`` with constants
+    ``p[j]``; C' and C'' by the chain rule (to ``order``). Returns 1 for a bad c (as
+    :func:`c_map`)."""
     bad = 0
     for i in range(c.shape[0]):
         x = c[i]
@@ -166,9 +167,10 @@ def net_map(ops, kinds, p, ratio, shift, order, c, out0, out1, out2):
         d2 = 0.0
         for j in range(ops.shape[0]):
             if ops[j] == 0:
-                x = ratio[j] * x + shift[j]
-                d1 *= ratio[j]
-                d2 *= ratio[j]
+                x = (scale[j] * x + shift[j]) / norm[j]
+                ratio = scale[j] / norm[j]
+                d1 *= ratio
+                d2 *= ratio
                 continue
             row = (p[j, 0], p[j, 1], p[j, 2], p[j, 3], p[j, 4], p[j, 5], p[j, 6])
             k = kinds[j]
@@ -176,10 +178,7 @@ def net_map(ops, kinds, p, ratio, shift, order, c, out0, out1, out2):
                 g1 = _one(k, 1, row, x)
                 if order > 1:
                     g2 = _one(k, 2, row, x)
-                    if d1 != 0.0:
-                        d2 = g2 * d1 * d1 + g1 * d2
-                    else:
-                        d2 = g1 * d2
+                    d2 = (g2 * d1 * d1 + g1 * d2) if d1 != 0.0 else g1 * d2
                 d1 = g1 * d1
             x = _one(k, 0, row, x) if x < 1.0 else 1.0
         out0[i] = x
