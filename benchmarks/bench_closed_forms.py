@@ -16,8 +16,11 @@ erf network (``linear(sigma_w=2, sigma_b=0.5)`` and erf, 50 times): C, C', C''.
   ``kernel_fn`` on a kernel of unit variances whose 100 x 100 ``nngp`` holds the same
   10,000 values of c, divided by the output variance (a C map, like kernelshape's),
   derivatives by forward-mode ``jax.jvp`` (nested for the second), the whole function under
-  ``jax.jit``, timed after compilation the same way. "not available" when that interpreter
-  has no neural-tangents.
+  ``jax.jit``, timed after compilation the same way, each call waited for
+  (``block_until_ready``: jax dispatches asynchronously, and a loop that waits only at its
+  end overlaps the next call's Python dispatch with the computation on the second core;
+  kernelshape's calls return finished arrays). "not available" when that interpreter has no
+  neural-tangents.
 
 Both sides run with one BLAS/XLA thread. The values of both sides are compared (max
 relative difference printed) before the ratio ``ks / NT`` (below 1: kernelshape faster).
@@ -84,8 +87,7 @@ def timed(fn, x, repeat, inner):
     for _ in range(repeat):
         t0 = time.perf_counter()
         for _ in range(inner):
-            out = fn(x)
-        out.block_until_ready()
+            fn(x).block_until_ready()
         best = min(best, (time.perf_counter() - t0) / inner)
     return best, np.asarray(fn(x)).ravel()
 

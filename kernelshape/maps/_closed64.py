@@ -47,29 +47,75 @@ _C_LIMIT = 1.0 + 1e-15   # maps.C_SLACK
 SOURCE = '''
 _TWO_PI = 2.0 * math.pi
 _R0, _R1, _R2, _R3, _R4, _R5, _R6, _R7, _R8, _R9 = RELU_SERIES
+_PIO2_HI = 1.5707963267948966
+_PIO2_LO = 6.123233995736766e-17
+_PI_HI = 3.141592653589793
+_PI_LO = 1.2246467991473532e-16
 
 
-@njit(cache=_CACHE, error_model="numpy", inline="always")
+@njit(cache=_CACHE, error_model="numpy", fastmath=_FM, inline="always")
+def _asin_small(w):
+    """asin(w) for 0 <= w <= 1/2 as ``w + w^3 P(w^2)``, P the degree-14 Chebyshev fit of
+    ``(asin(sqrt t) - sqrt t) / t^(3/2)`` on [0, 1/4] (mpmath, 40 digits; fit error 6e-20):
+    within 2 ulp, and a polynomial without branches, so loops over it vectorize."""
+    t = w * w
+    acc = {ASIN_HORNER}
+    return w + w * t * acc
+
+
+@njit(cache=_CACHE, error_model="numpy", fastmath=_FM, inline="always")
+def _exp(y):
+    """exp(y) for |y| <= 700: ``2^k exp(r)``, ``k = round(y / log 2)``, ``r`` reduced with a
+    two-part log 2, exp(r) (|r| <= 0.35) by its Taylor polynomial to r^13 (next term below
+    5e-18), 2^k from a table: within 2 ulp, branch-free (vectorizes)."""
+    k = math.floor(y * 1.4426950408889634 + 0.5)
+    r = (y - k * 0.6931471803691238) - k * 1.9082149292705877e-10
+    poly = {EXP_HORNER}
+    return poly * _POW2[min(max(int(k) + 1022, 0), 2045)]
+
+
+@njit(cache=_CACHE, error_model="numpy", fastmath=_FM, inline="always")
+def _asin(z):
+    """asin(z), |z| <= 1: ``pi/2 - 2 asin(sqrt((1 - |z|) / 2))`` above 1/2 (1 - |z| is exact
+    there), the polynomial below; the sign restored. Branch-free (selects only)."""
+    a = abs(z)
+    r = _asin_small(min(a, math.sqrt(0.5 * (1.0 - a))))
+    big = (_PIO2_HI - 2.0 * r) + _PIO2_LO
+    return math.copysign(big if a > 0.5 else r, z)
+
+
+@njit(cache=_CACHE, error_model="numpy", fastmath=_FM, inline="always")
+def _acos_minus(x):
+    """acos(-x) without cancellation: 2 asin(sqrt((1 - |x|) / 2)) for x < -1/2,
+    pi - that for x > 1/2, pi/2 + asin(x) between."""
+    a = abs(x)
+    r = _asin_small(min(a, math.sqrt(0.5 * (1.0 - a))))
+    if a <= 0.5:
+        return (_PIO2_HI + math.copysign(r, x)) + _PIO2_LO
+    return 2.0 * r if x < 0.0 else (_PI_HI - 2.0 * r) + _PI_LO
+
+
+@njit(cache=_CACHE, error_model="numpy", fastmath=_FM, inline="always")
 def _relu_r(x, p):
     """R(c) = sqrt(1 - c^2) + c acos(-c), p = acos(-c); for p < 1 (where it cancels)
     sin p - p cos p = p^3 sum_j (-1)^j (2j + 2) / (2j + 3)! p^(2j), to p^21."""
-    if p < 1.0:
-        p2 = p * p
-        acc = _R9
-        acc = acc * p2 + _R8
-        acc = acc * p2 + _R7
-        acc = acc * p2 + _R6
-        acc = acc * p2 + _R5
-        acc = acc * p2 + _R4
-        acc = acc * p2 + _R3
-        acc = acc * p2 + _R2
-        acc = acc * p2 + _R1
-        acc = acc * p2 + _R0
-        return acc * p2 * p
-    return math.sqrt((1.0 - x) * (1.0 + x)) + x * p
+    p2 = p * p
+    acc = _R9
+    acc = acc * p2 + _R8
+    acc = acc * p2 + _R7
+    acc = acc * p2 + _R6
+    acc = acc * p2 + _R5
+    acc = acc * p2 + _R4
+    acc = acc * p2 + _R3
+    acc = acc * p2 + _R2
+    acc = acc * p2 + _R1
+    acc = acc * p2 + _R0
+    series = acc * p2 * p
+    direct = math.sqrt((1.0 - x) * (1.0 + x)) + x * p
+    return series if p < 1.0 else direct
 
 
-@njit(cache=_CACHE, error_model="numpy", inline="always")
+@njit(cache=_CACHE, error_model="numpy", fastmath=_FM, inline="always")
 def _gelu_kt(x, order, big):
     """Kt^(order)(x; P) of the GELU kind, P = big."""
     one_p = 1.0 + big
@@ -77,10 +123,10 @@ def _gelu_kt(x, order, big):
     d = math.sqrt(dd)
     om = (1.0 - x) * (1.0 + x)
     if order == 0:
-        return (big * x * math.asin(big * x / one_p)
+        return (big * x * _asin(big * x / one_p)
                 + big * big * (one_p + x * x * (1.0 - big)) / (one_p * d)) / _TWO_PI
     if order == 1:
-        return (big * math.asin(big * x / one_p)
+        return (big * _asin(big * x / one_p)
                 + x * big * big * (2.0 * big * big * om + 5.0 * big + 3.0)
                 / (one_p * dd * d)) / _TWO_PI
     b2 = big * big
@@ -88,7 +134,7 @@ def _gelu_kt(x, order, big):
     return b2 * poly / (_TWO_PI * dd * dd * d)
 
 
-@njit(cache=_CACHE, error_model="numpy", inline="always")
+@njit(cache=_CACHE, error_model="numpy", fastmath=_FM, inline="always")
 def _one(kind, order, p, x):
     """C^(order)(x) of one kind with constants p (a tuple of 7 floats: module docs), x in
     [-1, 1]; with literal kind and order (the generated loops) the branches fold away."""
@@ -96,7 +142,7 @@ def _one(kind, order, p, x):
         lo = p[2] * (1.0 + p[3] * (1.0 - x))
         hi = p[2] * (1.0 + p[3] * (1.0 + x))
         if order == 0:
-            return p[0] * math.asin(p[1] * x) + p[4]
+            return p[0] * _asin(p[1] * x) + p[4]
         root = math.sqrt(lo * hi)
         if order == 1:
             return p[0] * p[1] / root
@@ -117,14 +163,12 @@ def _one(kind, order, p, x):
             b = math.exp(-s * (1.0 + x))
             k = 0.5 * (a - b) + w * b
         else:
-            e = math.exp(-y)
-            if abs(y) < 0.5:
-                y2 = y * y
-                sh = y * (1.0 + y2 / 6.0 * (1.0 + y2 / 20.0 * (1.0 + y2 / 42.0 * (
-                    1.0 + y2 / 72.0 * (1.0 + y2 / 110.0 * (1.0 + y2 / 156.0 * (
-                        1.0 + y2 / 210.0)))))))
-            else:
-                sh = 0.5 * (1.0 / e - e)
+            e = _exp(-y)
+            y2 = y * y
+            series = y * (1.0 + y2 / 6.0 * (1.0 + y2 / 20.0 * (1.0 + y2 / 42.0 * (
+                1.0 + y2 / 72.0 * (1.0 + y2 / 110.0 * (1.0 + y2 / 156.0 * (
+                    1.0 + y2 / 210.0)))))))
+            sh = series if abs(y) < 0.5 else 0.5 * (1.0 / e - e)
             k = p[6] * (sh + w * e)
         if order == 0:
             return p[1] * k + p[2]
@@ -141,10 +185,7 @@ def _one(kind, order, p, x):
     # SLOPES: p = (s_l s_r / qn, (s_r - s_l)^2 / (2 pi qn))
     if order == 2:
         return p[1] / math.sqrt((1.0 - x) * (1.0 + x)) if p[1] != 0.0 else 0.0
-    if x < -0.5:
-        acos_minus = math.acos(-x)
-    else:
-        acos_minus = 0.5 * math.pi + math.asin(x)
+    acos_minus = _acos_minus(x)
     if order == 1:
         return p[0] + p[1] * acos_minus
     return p[0] * x + p[1] * _relu_r(x, acos_minus)
@@ -152,45 +193,47 @@ def _one(kind, order, p, x):
 
 {LOOPS}
 
-@njit(cache=_CACHE, error_model="numpy")
+{LAYERS}
+
+
+@njit(cache=_CACHE, error_model="numpy", fastmath=_FM)
 def net_map(ops, kinds, p, scale, shift, norm, order, c, out0, out1, out2):
     """A chain of layers at every c: ops 0 = affine (c -> (scale c + shift) / norm,
     derivatives times scale / norm), 1 = nonlinear of kind ``kinds[j]`` with constants
-    ``p[j]``; C' and C'' by the chain rule (to ``order``). Returns 1 for a bad c (as
+    ``p[j]``; C' and C'' by the chain rule (to ``order``), carried in ``out1``, ``out2``.
+    Layer by layer over all values (each pass vectorizes). Returns 1 for a bad c (as
     :func:`c_map`)."""
     bad = 0
-    for i in range(c.shape[0]):
+    n = c.shape[0]
+    for i in range(n):
         x = c[i]
         bad |= not (abs(x) <= _LIMIT)
-        x = min(max(x, -1.0), 1.0)
-        d1 = 1.0
-        d2 = 0.0
-        for j in range(ops.shape[0]):
-            if ops[j] == 0:
-                x = (scale[j] * x + shift[j]) / norm[j]
-                ratio = scale[j] / norm[j]
-                d1 *= ratio
-                d2 *= ratio
-                continue
-            row = (p[j, 0], p[j, 1], p[j, 2], p[j, 3], p[j, 4], p[j, 5], p[j, 6])
-            k = kinds[j]
+        out0[i] = min(max(x, -1.0), 1.0)
+    if order > 0:
+        out1[:] = 1.0
+    if order > 1:
+        out2[:] = 0.0
+    for j in range(ops.shape[0]):
+        if ops[j] == 0:
+            a, b, m = scale[j], shift[j], norm[j]
+            ratio = a / m
+            for i in range(n):
+                out0[i] = (a * out0[i] + b) / m
             if order > 0:
-                g1 = _one(k, 1, row, x)
-                if order > 1:
-                    g2 = _one(k, 2, row, x)
-                    d2 = (g2 * d1 * d1 + g1 * d2) if d1 != 0.0 else g1 * d2
-                d1 = g1 * d1
-            x = _one(k, 0, row, x) if x < 1.0 else 1.0
-        out0[i] = x
-        if order > 0:
-            out1[i] = d1
-        if order > 1:
-            out2[i] = d2
+                for i in range(n):
+                    out1[i] *= ratio
+            if order > 1:
+                for i in range(n):
+                    out2[i] *= ratio
+            continue
+        row = (p[j, 0], p[j, 1], p[j, 2], p[j, 3], p[j, 4], p[j, 5], p[j, 6])
+        k = kinds[j]
+{LAYER_DISPATCH}
     return bad
 '''
 
 _LOOP = '''
-@njit(cache=_CACHE, error_model="numpy")
+@njit(cache=_CACHE, error_model="numpy", fastmath=_FM)
 def _loop_{kind}_{order}(p, c, out):
     bad = 0
     row = (p[0], p[1], p[2], p[3], p[4], p[5], p[6])
@@ -203,7 +246,7 @@ def _loop_{kind}_{order}(p, c, out):
 '''
 
 _DISPATCH = '''
-@njit(cache=_CACHE, error_model="numpy")
+@njit(cache=_CACHE, error_model="numpy", fastmath=_FM)
 def c_map(kind, order, p, c, out):
     """out[i] = C^(order)(c[i]) (order 0: exactly 1 at c = 1); returns 1 when some c is
     NaN or beyond [-1, 1] by more than the slack (the caller reports it), else 0. Strays
@@ -215,7 +258,9 @@ def c_map(kind, order, p, c, out):
 
 def _loops():
     value = "out[i] = _one({kind}, {order}, row, x)"
-    exact = "out[i] = 1.0 if x == 1.0 else _one({kind}, {order}, row, x)"   # C(1) = 1
+    # C(1) = 1 exactly: a select on the computed value (a branch around the call would
+    # keep the loop from vectorizing)
+    exact = "v = _one({kind}, {order}, row, x)\n        out[i] = 1.0 if x == 1.0 else v"
     loops = [_LOOP.format(kind=k, order=o, store=(exact if o == 0 else value).format(
         kind=k, order=o)) for k in range(5) for o in range(3)]
     body = ["    bad = 1"]
@@ -224,6 +269,66 @@ def _loops():
             body.append(f"    {'if' if k == o == 0 else 'elif'} kind == {k} and order == {o}:")
             body.append(f"        bad = _loop_{k}_{o}(p, c, out)")
     return "\n".join(loops) + _DISPATCH.format(body="\n".join(body))
+
+
+_LAYER = '''
+@njit(cache=_CACHE, error_model="numpy", fastmath=_FM)
+def _layer_{kind}(row, order, x, d1, d2):
+    n = x.shape[0]
+    if order == 0:
+        for i in range(n):
+            xi = x[i]
+            v = _one({kind}, 0, row, xi)
+            x[i] = 1.0 if xi >= 1.0 else v
+    elif order == 1:
+        for i in range(n):
+            xi = x[i]
+            d1[i] *= _one({kind}, 1, row, xi)
+            v = _one({kind}, 0, row, xi)
+            x[i] = 1.0 if xi >= 1.0 else v
+    else:
+        for i in range(n):
+            xi = x[i]
+            g1 = _one({kind}, 1, row, xi)
+            g2 = _one({kind}, 2, row, xi)
+            d = d1[i]
+            d2[i] = (g2 * d * d + g1 * d2[i]) if d != 0.0 else g1 * d2[i]
+            d1[i] = g1 * d
+            v = _one({kind}, 0, row, xi)
+            x[i] = 1.0 if xi >= 1.0 else v
+'''
+
+
+def _layers():
+    layers = "\n".join(_LAYER.format(kind=k) for k in range(5))
+    body = []
+    for k in range(5):
+        body.append(f"        {'if' if k == 0 else 'elif'} k == {k}:")
+        body.append(f"            _layer_{k}(row, order, out0, out1, out2)")
+    return layers, "\n".join(body)
+
+
+#: The Chebyshev fit of _asin_small, lowest power first (see its docstring).
+_ASIN_FIT = (0.16666666666666666, 0.07499999999999991, 0.0446428571428834,
+             0.030381944441363808, 0.02237215927967998, 0.017352757477819787,
+             0.013965009932053607, 0.011549086612987425, 0.009792751320201996,
+             0.008135829925501657, 0.00879500607648843, 0.000380853033290726,
+             0.022553563638202982, -0.024020544918554605, 0.030718768995191097)
+
+
+def _exp_horner():
+    coeffs = [1.0 / math.factorial(n) for n in range(14)]
+    text = repr(coeffs[-1])
+    for a in reversed(coeffs[:-1]):
+        text = f"({text}) * r + {a!r}"
+    return text
+
+
+def _asin_horner():
+    text = repr(_ASIN_FIT[-1])
+    for a in reversed(_ASIN_FIT[:-1]):
+        text = f"({text}) * t + {a!r}"
+    return text
 
 
 def _relu_series():
@@ -239,8 +344,12 @@ def _module_text():
     from .. import __version__
     text = ("# generated by kernelshape (maps/_closed64.py); do not edit\n"
             "import math\nimport numpy as np\nfrom numba import njit\n\n"
+            "_FM = {'contract'}   # fused multiply-add: as exact or better, and faster\n"
+            "_POW2 = np.array([2.0 ** k for k in range(-1022, 1024)])\n"
             f"_CACHE = False\n_LIMIT = {_C_LIMIT!r}\nRELU_SERIES = {_relu_series()!r}\n"
-            + SOURCE.replace("{LOOPS}", _loops()))
+            + SOURCE.replace("{LOOPS}", _loops()).replace("{LAYERS}", _layers()[0])
+            .replace("{LAYER_DISPATCH}", _layers()[1]).replace("{ASIN_HORNER}", _asin_horner())
+            .replace("{EXP_HORNER}", _exp_horner()))
     digest = hashlib.sha256(f"{__version__}\n{text}".encode()).hexdigest()[:24]
     return f"_kernelshape_jit_closed64_{digest}", text
 
