@@ -24,6 +24,7 @@ import numbers
 import numpy as np
 
 from ..errors import DomainError, PrecisionError, UnsupportedError
+from ._closed64 import fast_c_map as _closed_c_map
 from ._value import PreciseValue
 
 __all__ = ["C_SLACK", "MAX_DIGITS", "PreciseValue", "c_map", "c_map_expr", "q_map",
@@ -146,6 +147,12 @@ def c_map(act, c, *, q=1.0, q2=None, order: int = 0, digits: int | None = None):
         >>> round(c_map(activation("relu"), 0.0, q=1.0, q2=9.0) * math.pi, 12)   # homogeneous
         1.0
     """
+    if digits is None and q2 is None and type(c) is np.ndarray:
+        # closed forms: one compiled loop that checks c itself; None sends every other
+        # case (and every bad argument, to be reported) through the checks below
+        out = _closed_c_map(act, c, q, order)
+        if out is not None:
+            return out
     order = _check_order(order)
     digits = _check_digits(digits)
     values, scalar = _check_array("c", c, digits)

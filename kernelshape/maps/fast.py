@@ -50,7 +50,7 @@ import math
 import numpy as np
 
 from ..errors import ConvergenceError, UnsupportedError
-from . import closed_forms, hermite
+from . import _closed64, closed_forms, hermite
 from ._features import features, graded
 from ._vector import fused_branches
 from .gauss import gauss_legendre
@@ -102,8 +102,13 @@ def q_map(act, q: np.ndarray, order: int) -> np.ndarray:
 
 def c_map(act, c: np.ndarray, q: float, order: int) -> np.ndarray:
     """C^(order) at each (validated) c in [-1, 1] at input q; float64 array of c's shape."""
-    prep = prepared(act, q)
     flat = np.ascontiguousarray(c, dtype=np.float64).ravel()
+    closed = _closed64.constants(act, float(q))
+    if closed is not None:
+        out = np.empty_like(flat)
+        _closed64.kernels().c_map(closed[0], order, closed[1], flat, out)
+        return out.reshape(c.shape)
+    prep = prepared(act, q)
     out = np.empty_like(flat)
     top, bottom = flat == 1.0, flat == -1.0
     zero = (flat == 0.0) if prep._homogeneous is None else np.zeros_like(top)

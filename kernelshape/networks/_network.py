@@ -14,7 +14,7 @@ import numbers
 import numpy as np
 
 from ..errors import DomainError, UnsupportedError
-from . import _kernels, _scalar
+from . import _fastmaps, _kernels, _scalar
 from ._display import _describe_lines, _render
 from ._walk import (
     _LAYER,
@@ -172,6 +172,9 @@ class Network:
         c = _check_c(c)
         self._check_structure()
         if q2 is None or _check_second_moment("q2", q2) == q:
+            out = _fastmaps.closed_c_map(self, phi, c, q, order)
+            if out is not None:   # a chain of closed forms: one compiled loop
+                return float(out) if np.ndim(c) == 0 else out
             dc = None if not order else np.ones_like(c) if np.ndim(c) else 1.0
             d2c = None if not order else np.zeros_like(c) if np.ndim(c) else 0.0
             out = _evaluate((self,), (q, None, None, c, dc, d2c),

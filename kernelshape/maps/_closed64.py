@@ -1,0 +1,631 @@
+"""Closed-form C maps in float64: one fused numba loop per call, no temporaries.
+
+Where the kernel ``K(c) = E[f(U) f(V)]`` has a closed form (THEORY.md §1;
+:mod:`kernelshape.maps.closed_forms`), ``C^(k)(c) = K^(k)(c) / Q`` is evaluated in one
+compiled loop that also checks the input (NaN, ``|c| > 1 + C_SLACK``) and clips rounding
+strays, writing straight into the output. Recognised structures of the base activation
+(with its transform ``g (phi(a x + b) + d)``; ``s = a^2 q``):
+
+* ``ERF``: ``mu erf(k x) + e`` (``b = 0``): ``K = mu^2 (2/pi) asin(r c) + E^2``,
+  ``r = 2 w^2 / (1 + 2 w^2)``, ``w^2 = k^2 s``;
+* ``GELU``: ``lam x + mu x erf(k x)`` (``b = d = 0``; gelu's erf form):
+  ``K = lam^2 s c + (2 mu^2 / k^2) Kt(c; P)``, ``P = 2 k^2 s``, with
+  ``Kt = P c asin(P c / (1 + P)) / (2 pi) + P^2 (1 + P + c^2 (1 - P)) / (2 pi (1 + P) D)``,
+  ``D = sqrt((1 + P (1 - c)) (1 + P (1 + c)))`` (Stein's lemma on ``x Phi(x)``; checked
+  against the 40-digit references);
+* ``SIN``: ``mu sin(k x + b0) + e`` or ``cos``: ``K^(j) = mu^2 s^j e^-s [sinh(s c) +
+  w_j e^(-s c)]`` with ``w_j = sin^2`` or ``cos^2`` of the phase by the parity of j, plus the
+  shift terms at j = 0;
+* ``GAUSS``: ``mu exp(-kappa x^2) + e`` (``b = 0``): ``Kt = ((1 + v (1 - c))
+  (1 + v (1 + c)))^(-1/2)``, ``v = 2 kappa s``;
+* ``SLOPES``: ``s_l x 1{x<0} + s_r x 1{x>0}`` (ReLU, leaky ReLU, abs; ``b = d = 0``):
+  ``K = s_l s_r c + (s_r - s_l)^2 R(c) / (2 pi)``, ``R = sqrt(1 - c^2) + c acos(-c)`` (a
+  series where it cancels, ``acos(-c) < 1``).
+
+The kernels are kernelshape's own text (:data:`SOURCE`), loaded like the generated
+activation modules (:mod:`kernelshape._jitcache`): written to the trusted cache directory,
+machine code cached on disk with checked entries, and compared once per process against
+the same source run by Python before use (code that disagrees is discarded and rebuilt).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+
+import numpy as np
+
+__all__ = ["KINDS", "SOURCE", "closed_spec", "constants", "fast_c_map", "kernels"]
+
+ERF, GELU, SIN, GAUSS, SLOPES = range(5)
+KINDS = {"erf": ERF, "gelu": GELU, "sin": SIN, "gauss": GAUSS, "slopes": SLOPES}
+#: Length of a constants row (the numba kernels index into it).
+WIDTH = 8
+_C_LIMIT = 1.0 + 1e-15   # maps.C_SLACK
+
+SOURCE = '''
+_TWO_PI = 2.0 * math.pi
+_R0, _R1, _R2, _R3, _R4, _R5, _R6, _R7, _R8, _R9 = RELU_SERIES
+_PIO2_HI = 1.5707963267948966
+_PIO2_LO = 6.123233995736766e-17
+_PI_HI = 3.141592653589793
+_PI_LO = 1.2246467991473532e-16
+
+
+@njit(cache=_CACHE, error_model="numpy", fastmath=_FM, inline="always")
+def _asin_small(w):
+    """asin(w) for 0 <= w <= 1/2 as ``w + w^3 P(w^2)``, P the degree-14 Chebyshev fit of
+    ``(asin(sqrt t) - sqrt t) / t^(3/2)`` on [0, 1/4] (mpmath, 40 digits; fit error 6e-20):
+    within 2 ulp, and a polynomial without branches, so loops over it vectorize."""
+    t = w * w
+    acc = {ASIN_HORNER}
+    return w + w * t * acc
+
+
+@njit(cache=_CACHE, error_model="numpy", fastmath=_FM, inline="always")
+def _exp(y):
+    """exp(y) for |y| <= 700: ``2^k exp(r)``, ``k = round(y / log 2)``, ``r`` reduced with a
+    two-part log 2, exp(r) (|r| <= 0.35) by its Taylor polynomial to r^13 (next term below
+    5e-18), 2^k from a table: within 2 ulp, branch-free (vectorizes)."""
+    k = math.floor(y * 1.4426950408889634 + 0.5)
+    r = (y - k * 0.6931471803691238) - k * 1.9082149292705877e-10
+    poly = {EXP_HORNER}
+    return poly * _POW2[min(max(int(k) + 1022, 0), 2045)]
+
+
+@njit(cache=_CACHE, error_model="numpy", fastmath=_FM, inline="always")
+def _asin(z):
+    """asin(z), |z| <= 1: ``pi/2 - 2 asin(sqrt((1 - |z|) / 2))`` above 1/2 (1 - |z| is exact
+    there), the polynomial below; the sign restored. Branch-free (selects only)."""
+    a = abs(z)
+    r = _asin_small(min(a, math.sqrt(0.5 * (1.0 - a))))
+    big = (_PIO2_HI - 2.0 * r) + _PIO2_LO
+    return math.copysign(big if a > 0.5 else r, z)
+
+
+@njit(cache=_CACHE, error_model="numpy", fastmath=_FM, inline="always")
+def _acos_minus(x):
+    """acos(-x) without cancellation: 2 asin(sqrt((1 - |x|) / 2)) for x < -1/2,
+    pi - that for x > 1/2, pi/2 + asin(x) between."""
+    a = abs(x)
+    r = _asin_small(min(a, math.sqrt(0.5 * (1.0 - a))))
+    if a <= 0.5:
+        return (_PIO2_HI + math.copysign(r, x)) + _PIO2_LO
+    return 2.0 * r if x < 0.0 else (_PI_HI - 2.0 * r) + _PI_LO
+
+
+@njit(cache=_CACHE, error_model="numpy", fastmath=_FM, inline="always")
+def _relu_r(x, p):
+    """R(c) = sqrt(1 - c^2) + c acos(-c), p = acos(-c); for p < 1 (where it cancels)
+    sin p - p cos p = p^3 sum_j (-1)^j (2j + 2) / (2j + 3)! p^(2j), to p^21."""
+    p2 = p * p
+    acc = _R9
+    acc = acc * p2 + _R8
+    acc = acc * p2 + _R7
+    acc = acc * p2 + _R6
+    acc = acc * p2 + _R5
+    acc = acc * p2 + _R4
+    acc = acc * p2 + _R3
+    acc = acc * p2 + _R2
+    acc = acc * p2 + _R1
+    acc = acc * p2 + _R0
+    series = acc * p2 * p
+    direct = math.sqrt((1.0 - x) * (1.0 + x)) + x * p
+    return series if p < 1.0 else direct
+
+
+@njit(cache=_CACHE, error_model="numpy", fastmath=_FM, inline="always")
+def _gelu_kt(x, order, big):
+    """Kt^(order)(x; P) of the GELU kind, P = big."""
+    one_p = 1.0 + big
+    dd = (1.0 + big * (1.0 - x)) * (1.0 + big * (1.0 + x))
+    d = math.sqrt(dd)
+    om = (1.0 - x) * (1.0 + x)
+    if order == 0:
+        return (big * x * _asin(big * x / one_p)
+                + big * big * (one_p + x * x * (1.0 - big)) / (one_p * d)) / _TWO_PI
+    if order == 1:
+        return (big * _asin(big * x / one_p)
+                + x * big * big * (2.0 * big * big * om + 5.0 * big + 3.0)
+                / (one_p * dd * d)) / _TWO_PI
+    b2 = big * big
+    poly = b2 * b2 * om * om + (6.0 * b2 * big + 2.0 * b2) * om + 11.0 * b2 + 12.0 * big + 4.0
+    return b2 * poly / (_TWO_PI * dd * dd * d)
+
+
+@njit(cache=_CACHE, error_model="numpy", fastmath=_FM, inline="always")
+def _one(kind, order, p, x):
+    """C^(order)(x) of one kind with constants p (a tuple of 7 floats: module docs), x in
+    [-1, 1]; with literal kind and order (the generated loops) the branches fold away."""
+    if kind == 0:   # ERF: p = (A, r, h, 2 w^2, B)
+        lo = p[2] * (1.0 + p[3] * (1.0 - x))
+        hi = p[2] * (1.0 + p[3] * (1.0 + x))
+        if order == 0:
+            return p[0] * _asin(p[1] * x) + p[4]
+        root = math.sqrt(lo * hi)
+        if order == 1:
+            return p[0] * p[1] / root
+        return p[0] * p[1] * p[1] * p[1] * x / (lo * hi * root)
+    if kind == 1:   # GELU: p = (L, M, P)
+        v = p[1] * _gelu_kt(x, order, p[2])
+        if order == 0:
+            return p[0] * x + v
+        if order == 1:
+            return p[0] + v
+        return v
+    if kind == 2:   # SIN: p = (s, M, shift, w_even, w_odd, large, e^-s)
+        s = p[0]
+        y = s * x
+        w = p[3] if order % 2 == 0 else p[4]
+        if p[5] != 0.0:   # s > 300: exp(-s) underflows against sinh(s c)
+            a = math.exp(-s * (1.0 - x))
+            b = math.exp(-s * (1.0 + x))
+            k = 0.5 * (a - b) + w * b
+        else:
+            e = _exp(-y)
+            y2 = y * y
+            series = y * (1.0 + y2 / 6.0 * (1.0 + y2 / 20.0 * (1.0 + y2 / 42.0 * (
+                1.0 + y2 / 72.0 * (1.0 + y2 / 110.0 * (1.0 + y2 / 156.0 * (
+                    1.0 + y2 / 210.0)))))))
+            sh = series if abs(y) < 0.5 else 0.5 * (1.0 / e - e)
+            k = p[6] * (sh + w * e)
+        if order == 0:
+            return p[1] * k + p[2]
+        return p[1] * k * (s if order == 1 else s * s)
+    if kind == 3:   # GAUSS: p = (v, M, shift)
+        v = p[0]
+        t = 1.0 / math.sqrt((1.0 + v * (1.0 - x)) * (1.0 + v * (1.0 + x)))
+        if order == 0:
+            return p[1] * t + p[2]
+        t3 = t * t * t
+        if order == 1:
+            return p[1] * v * v * x * t3
+        return p[1] * v * v * t3 * (1.0 + 3.0 * v * v * x * x * t * t)
+    # SLOPES: p = (s_l s_r / qn, (s_r - s_l)^2 / (2 pi qn))
+    if order == 2:
+        return p[1] / math.sqrt((1.0 - x) * (1.0 + x)) if p[1] != 0.0 else 0.0
+    acos_minus = _acos_minus(x)
+    if order == 1:
+        return p[0] + p[1] * acos_minus
+    return p[0] * x + p[1] * _relu_r(x, acos_minus)
+
+
+{LOOPS}
+
+{LAYERS}
+
+
+@njit(cache=_CACHE, error_model="numpy", fastmath=_FM)
+def net_map(ops, kinds, p, scale, shift, norm, order, c, out0, out1, out2):
+    """A chain of layers at every c: ops 0 = affine (c -> (scale c + shift) / norm,
+    derivatives times scale / norm), 1 = nonlinear of kind ``kinds[j]`` with constants
+    ``p[j]``; C' and C'' by the chain rule (to ``order``), carried in ``out1``, ``out2``.
+    Layer by layer over all values (each pass vectorizes). Returns 1 for a bad c (as
+    :func:`c_map`)."""
+    bad = 0
+    n = c.shape[0]
+    for i in range(n):
+        x = c[i]
+        bad |= not (abs(x) <= _LIMIT)
+        out0[i] = min(max(x, -1.0), 1.0)
+    if order > 0:
+        out1[:] = 1.0
+    if order > 1:
+        out2[:] = 0.0
+    for j in range(ops.shape[0]):
+        if ops[j] == 0:
+            a, b, m = scale[j], shift[j], norm[j]
+            ratio = a / m
+            for i in range(n):
+                out0[i] = (a * out0[i] + b) / m
+            if order > 0:
+                for i in range(n):
+                    out1[i] *= ratio
+            if order > 1:
+                for i in range(n):
+                    out2[i] *= ratio
+            continue
+        row = (p[j, 0], p[j, 1], p[j, 2], p[j, 3], p[j, 4], p[j, 5], p[j, 6])
+        k = kinds[j]
+{LAYER_DISPATCH}
+    return bad
+'''
+
+_LOOP = '''
+@njit(cache=_CACHE, error_model="numpy", fastmath=_FM)
+def _loop_{kind}_{order}(p, c, out):
+    bad = 0
+    row = (p[0], p[1], p[2], p[3], p[4], p[5], p[6])
+    for i in range(c.shape[0]):
+        x = c[i]
+        bad |= not (abs(x) <= _LIMIT)
+        x = min(max(x, -1.0), 1.0)
+        {store}
+    return bad
+'''
+
+_DISPATCH = '''
+@njit(cache=_CACHE, error_model="numpy", fastmath=_FM)
+def c_map(kind, order, p, c, out):
+    """out[i] = C^(order)(c[i]) (order 0: exactly 1 at c = 1); returns 1 when some c is
+    NaN or beyond [-1, 1] by more than the slack (the caller reports it), else 0. Strays
+    within the slack are clipped."""
+{body}
+    return bad
+'''
+
+
+def _loops():
+    value = "out[i] = _one({kind}, {order}, row, x)"
+    # C(1) = 1 exactly: a select on the computed value (a branch around the call would
+    # keep the loop from vectorizing)
+    exact = "v = _one({kind}, {order}, row, x)\n        out[i] = 1.0 if x == 1.0 else v"
+    loops = [_LOOP.format(kind=k, order=o, store=(exact if o == 0 else value).format(
+        kind=k, order=o)) for k in range(5) for o in range(3)]
+    body = ["    bad = 1"]
+    for k in range(5):
+        for o in range(3):
+            body.append(f"    {'if' if k == o == 0 else 'elif'} kind == {k} and order == {o}:")
+            body.append(f"        bad = _loop_{k}_{o}(p, c, out)")
+    return "\n".join(loops) + _DISPATCH.format(body="\n".join(body))
+
+
+_LAYER = '''
+@njit(cache=_CACHE, error_model="numpy", fastmath=_FM)
+def _layer_{kind}(row, order, x, d1, d2):
+    n = x.shape[0]
+    if order == 0:
+        for i in range(n):
+            xi = x[i]
+            v = _one({kind}, 0, row, xi)
+            x[i] = 1.0 if xi >= 1.0 else v
+    elif order == 1:
+        for i in range(n):
+            xi = x[i]
+            d1[i] *= _one({kind}, 1, row, xi)
+            v = _one({kind}, 0, row, xi)
+            x[i] = 1.0 if xi >= 1.0 else v
+    else:
+        for i in range(n):
+            xi = x[i]
+            g1 = _one({kind}, 1, row, xi)
+            g2 = _one({kind}, 2, row, xi)
+            d = d1[i]
+            d2[i] = (g2 * d * d + g1 * d2[i]) if d != 0.0 else g1 * d2[i]
+            d1[i] = g1 * d
+            v = _one({kind}, 0, row, xi)
+            x[i] = 1.0 if xi >= 1.0 else v
+'''
+
+
+def _layers():
+    layers = "\n".join(_LAYER.format(kind=k) for k in range(5))
+    body = []
+    for k in range(5):
+        body.append(f"        {'if' if k == 0 else 'elif'} k == {k}:")
+        body.append(f"            _layer_{k}(row, order, out0, out1, out2)")
+    return layers, "\n".join(body)
+
+
+#: The Chebyshev fit of _asin_small, lowest power first (see its docstring).
+_ASIN_FIT = (0.16666666666666666, 0.07499999999999991, 0.0446428571428834,
+             0.030381944441363808, 0.02237215927967998, 0.017352757477819787,
+             0.013965009932053607, 0.011549086612987425, 0.009792751320201996,
+             0.008135829925501657, 0.00879500607648843, 0.000380853033290726,
+             0.022553563638202982, -0.024020544918554605, 0.030718768995191097)
+
+
+def _exp_horner():
+    coeffs = [1.0 / math.factorial(n) for n in range(14)]
+    text = repr(coeffs[-1])
+    for a in reversed(coeffs[:-1]):
+        text = f"({text}) * r + {a!r}"
+    return text
+
+
+def _asin_horner():
+    text = repr(_ASIN_FIT[-1])
+    for a in reversed(_ASIN_FIT[:-1]):
+        text = f"({text}) * t + {a!r}"
+    return text
+
+
+def _relu_series():
+    # (-1)^j (2j + 2) / (2j + 3)!, j = 0..9
+    return tuple((-1) ** j * (2 * j + 2) / math.factorial(2 * j + 3) for j in range(10))
+
+
+_LOCK = threading.Lock()
+_MODULE = []
+
+
+def _module_text():
+    from .. import __version__
+    text = ("# generated by kernelshape (maps/_closed64.py); do not edit\n"
+            "import math\nimport numpy as np\nfrom numba import njit\n\n"
+            "_FM = {'contract'}   # fused multiply-add: as exact or better, and faster\n"
+            "_POW2 = np.array([2.0 ** k for k in range(-1022, 1024)])\n"
+            f"_CACHE = False\n_LIMIT = {_C_LIMIT!r}\nRELU_SERIES = {_relu_series()!r}\n"
+            + SOURCE.replace("{LOOPS}", _loops()).replace("{LAYERS}", _layers()[0])
+            .replace("{LAYER_DISPATCH}", _layers()[1]).replace("{ASIN_HORNER}", _asin_horner())
+            .replace("{EXP_HORNER}", _exp_horner()))
+    digest = hashlib.sha256(f"{__version__}\n{text}".encode()).hexdigest()[:24]
+    return f"_kernelshape_jit_closed64_{digest}", text
+
+
+def kernels():
+    """The compiled closed-form module (loaded once per process, disk-cached, checked)."""
+    if _MODULE:
+        return _MODULE[0]
+    with _LOCK:
+        if not _MODULE:
+            from .._jitcache import cache_dir
+            key, text = _module_text()
+            _MODULE.append(_load(key, text, cache_dir()))
+    return _MODULE[0]
+
+
+def _load(key, text, directory):
+    """Execute ``text`` as module ``key``; with a trusted directory, its numba entries
+    cached there (checked), the loaded code compared with the interpreted source once."""
+    import sys
+    import types
+
+    from .._jitcache import _ensure_source, discard, warn
+    path = None
+    if directory is not None:
+        path = directory / f"{key}.py"
+        try:
+            _ensure_source(path, text)
+        except OSError as err:
+            warn(f"kernelshape cannot write its numba cache to {directory} ({err}); "
+                 "kernels are compiled in memory for this process")
+            path = None
+
+    def run():
+        module = types.ModuleType(key)
+        module.__file__ = str(path) if path is not None else f"<{key}>"
+        sys.modules[key] = module
+        exec(compile(text, module.__file__, "exec"), module.__dict__)  # noqa: S102 - our text
+        if path is not None:
+            from .._jitnumba import attach_caches
+            attach_caches(module, hashlib.sha256(text.encode()).hexdigest())
+        return module
+
+    module = run()
+    problem = _self_check(module)
+    if problem and path is not None:
+        warn(f"kernelshape discarded the cached machine code of {path}: {problem}; "
+             "recompiled")
+        discard(path)
+        _ensure_source(path, text)
+        module = run()
+        _self_check(module)
+    return module
+
+
+def _self_check(module):
+    """Compiled kernels against their source run by Python at a few points per kind."""
+    from .._jitnumba import _interpreted, is_finite_close
+    pure = _interpreted(module)
+    xs = np.array([-1.0, -0.7, -0.3, 0.0, 0.4, 0.95, 1.0])
+    rows = {ERF: [0.5, 0.6, 0.4, 1.5, 0.1], GELU: [0.25, 0.5, 1.3], SIN: [
+        1.3, 0.7, 0.1, 0.2, 0.8, 0.0, math.exp(-1.3)], GAUSS: [0.7, 0.9, 0.1],
+        SLOPES: [0.0, 1.0 / math.pi]}
+    for kind, row in rows.items():
+        p = np.zeros(WIDTH)
+        p[:len(row)] = row
+        for order in range(3):
+            out = np.empty_like(xs)
+            module.c_map(kind, order, p, xs, out)
+            for x, got in zip(xs, out):
+                if order == 2 and kind == SLOPES and abs(x) == 1.0:
+                    continue
+                want = pure["_one"](kind, order, p, float(x)) if not (
+                    order == 0 and x == 1.0) else 1.0
+                if not is_finite_close(float(got), float(want), 1e-12):
+                    return f"C^({order}) of kind {kind} at {x!r}: {got!r}, source {want!r}"
+    return None
+
+
+# -- recognising a closed form ------------------------------------------------------------
+def closed_spec(act):
+    """``(kind, base parameters)`` of the activation's base, or None (kept on the base)."""
+    base = act.base
+    cached = base.__dict__.get("_closed64_spec", 0)
+    if cached == 0:
+        import sympy as sp
+        try:
+            cached = None if base.free else _recognise(base, sp)
+        except (TypeError, ValueError, sp.PolynomialError):
+            cached = None
+        base.__dict__["_closed64_spec"] = cached
+    return cached
+
+
+def _number(e):
+    return float(e) if e.is_number and e.is_real else None
+
+
+def _linear(arg, x, sp):
+    if not arg.is_polynomial(x):
+        return None
+    poly = sp.Poly(arg, x)
+    if poly.degree() != 1:
+        return None
+    return _number(poly.coeff_monomial(x)), _number(poly.coeff_monomial(1))
+
+
+def _recognise(base, sp):
+    from ..parsing import X
+    if len(base.pieces) == 2:
+        return _slopes(base, X, sp)
+    if len(base.pieces) != 1:
+        return None
+    expr = sp.expand(base.expr)
+    const, rest = expr.as_independent(X, as_Add=True)
+    e0 = _number(const)
+    terms = sp.Add.make_args(rest)
+    if e0 is None:
+        return None
+    if len(terms) == 1:
+        mu, f = terms[0].as_independent(X, as_Add=False)
+        mu = _number(mu)
+        if mu is None or mu == 0.0:
+            return None
+        if isinstance(f, sp.erf):
+            lin = _linear(f.args[0], X, sp)
+            if lin and None not in lin and lin[1] == 0.0:
+                return ("erf", mu, lin[0], e0)
+        if isinstance(f, (sp.sin, sp.cos)):
+            lin = _linear(f.args[0], X, sp)
+            if lin and None not in lin:
+                return ("sin" if isinstance(f, sp.sin) else "cos", mu, lin[0], lin[1], e0)
+        if isinstance(f, sp.exp) and f.args[0].is_polynomial(X):
+            poly = sp.Poly(f.args[0], X)
+            coeffs = [_number(v) for v in poly.all_coeffs()]
+            if poly.degree() == 2 and None not in coeffs and coeffs[0] < 0 and \
+                    coeffs[1] == 0.0 and coeffs[2] == 0.0:
+                return ("gauss", mu, -coeffs[0], e0)
+    if e0 != 0.0:
+        return None
+    lam = mu = k = None
+    for term in terms:
+        coeff, f = term.as_independent(X, as_Add=False)
+        coeff = _number(coeff)
+        if coeff is None:
+            return None
+        if f == X:
+            lam = coeff
+        elif isinstance(f, sp.Mul) and len(f.args) == 2 and X in f.args:
+            (inner,) = [a for a in f.args if a != X]
+            lin = _linear(inner.args[0], X, sp) if isinstance(inner, sp.erf) else None
+            if not lin or None in lin or lin[1] != 0.0 or mu is not None:
+                return None
+            mu, k = coeff, lin[0]
+        else:
+            return None
+    if mu is None:
+        return None
+    return ("gelu", lam or 0.0, mu, k)
+
+
+def _slopes(base, x, sp):
+    left, right = base.pieces
+    if left.hi != 0.0:
+        return None
+    slopes = []
+    for piece in (left, right):
+        e = sp.expand(base.branches[piece.branch])
+        if not e.is_polynomial(x) or sp.degree(e, x) > 1 or e.subs(x, 0) != 0:
+            return None
+        slopes.append(_number(sp.Poly(e, x).coeff_monomial(x)) if e != 0 else 0.0)
+    if None in slopes:
+        return None
+    return ("slopes", slopes[0], slopes[1])
+
+
+# -- constants per (activation, q) --------------------------------------------------------
+def constants(act, q):
+    """``(kind, row, Q)``: the kernel's kind code, its constants at input ``q`` and the Q
+    map ``E[phi(sqrt(q) z)^2]``; None when no closed form covers the activation (kept on
+    the activation per q)."""
+    cache = act.__dict__.get("_closed64_rows")
+    if cache is None:
+        cache = act.__dict__["_closed64_rows"] = {}
+    hit = cache.get(q)
+    if hit is None and q not in cache:
+        spec = None if act.free else closed_spec(act)
+        hit = None if spec is None else _row(spec, act.affine_params, q)
+        if len(cache) > 64:
+            cache.clear()
+        cache[q] = hit
+    return hit
+
+
+def _row(spec, affine, q):
+    a, b, d, g = (float(v) for v in affine)
+    name = spec[0]
+    p = np.zeros(WIDTH)
+    if name in ("sin", "cos"):
+        _, mu, k, b0, e0 = spec
+        w = k * a * math.sqrt(q)
+        phase = k * b + b0
+        s = w * w
+        sin2, cos2 = math.sin(phase) ** 2, math.cos(phase) ** 2
+        mean_dir = math.sin(phase) if name == "sin" else math.cos(phase)
+        even, odd = (sin2, cos2) if name == "sin" else (cos2, sin2)
+        e = e0 + d
+        m = mu * mean_dir * math.exp(-0.5 * s)
+        big = mu * mu * (-0.5 * math.expm1(-2.0 * s) + even * math.exp(-2.0 * s))
+        shift = 2.0 * e * m + e * e
+        qn = big + shift
+        p[:7] = (s, mu * mu / qn, shift / qn, even, odd, 1.0 if s > 300.0 else 0.0,
+                 math.exp(-s))
+        return SIN, p, g * g * qn
+    if b != 0.0:
+        return None
+    if name == "erf":
+        _, mu, k, e0 = spec
+        w2x2 = 2.0 * (k * a) ** 2 * q
+        h = 1.0 / (1.0 + w2x2)
+        r = w2x2 * h
+        e = e0 + d
+        amp = mu * mu * 2.0 / math.pi
+        qn = amp * math.asin(r) + e * e
+        p[:5] = (amp / qn, r, h, w2x2, e * e / qn)
+        return ERF, p, g * g * qn
+    if name == "gauss":
+        _, mu, kappa, e0 = spec
+        v = 2.0 * kappa * a * a * q
+        e = e0 + d
+        mean = 1.0 / math.sqrt(1.0 + v)
+        shift = 2.0 * mu * e * mean + e * e
+        qn = mu * mu / math.sqrt(1.0 + 2.0 * v) + shift
+        p[:3] = (v, mu * mu / qn, shift / qn)
+        return GAUSS, p, g * g * qn
+    if d != 0.0:
+        return None
+    if name == "gelu":
+        _, lam, mu, k = spec
+        s = a * a * q
+        big = 2.0 * k * k * s
+        one_p = 1.0 + big
+        kt1 = (big * math.asin(big / one_p) + big * big * 2.0 / (one_p * math.sqrt(
+            1.0 + 2.0 * big))) / (2.0 * math.pi)
+        amp = 2.0 * mu * mu / (k * k)
+        qn = lam * lam * s + amp * kt1
+        p[:3] = (lam * lam * s / qn, amp / qn, big)
+        return GELU, p, g * g * qn
+    _, sl, sr = spec   # slopes, of f(u) = g phi(a sqrt(q) u): sides swap for a < 0
+    t = g * a * math.sqrt(q)
+    sl, sr = (sl * t, sr * t) if a > 0 else (sr * t, sl * t)
+    qn = 0.5 * (sl * sl + sr * sr)
+    if qn == 0.0:
+        return None
+    p[:2] = (sl * sr / qn, (sr - sl) ** 2 / (2.0 * math.pi * qn))
+    return SLOPES, p, qn
+
+
+def fast_c_map(act, c, q, order):
+    """``C^(order)`` at a float64 array ``c`` through the closed form, or None (no closed
+    form, or an argument the general route must check and report: it raises there)."""
+    if type(order) is not int or not 0 <= order <= 2 or c.dtype != np.float64:
+        return None
+    if type(q) is not float:
+        if type(q) is not int:
+            return None
+        q = float(q)
+    if not (q > 0.0 and q < math.inf):
+        return None
+    found = constants(act, q)
+    if found is None:
+        return None
+    kind, row, _ = found
+    flat = c.reshape(-1) if c.flags.c_contiguous else np.ascontiguousarray(c).reshape(-1)
+    out = np.empty(flat.shape[0])
+    mod = _MODULE[0] if _MODULE else kernels()
+    if mod.c_map(kind, order, row, flat, out):
+        return None
+    return out.reshape(c.shape)
