@@ -116,9 +116,11 @@ def linear_coefficient(expr):
     """
     if expr == X:
         return 1.0
+    if isinstance(expr, sp.Expr) and expr.is_zero:
+        return 0.0      # 0 * x: a branch weighted by zero
     if isinstance(expr, sp.Expr) and expr.is_polynomial(X):
         poly = sp.Poly(expr, X)
-        if poly.degree() == 1 and poly.coeff_monomial(1) == 0:
+        if poly.degree() == 1 and poly.coeff_monomial(1).is_zero:
             return float(poly.coeff_monomial(X))
     return None
 

@@ -46,10 +46,20 @@ class Instr:
         return self.prim.name
 
 
+def _frame_text(source_info) -> str:
+    """The innermost user frame outside jax and flax, as ``file:line (function)``."""
+    from jax._src import source_info_util
+    frames = list(source_info_util.user_frames(source_info.traceback))
+    mine = [f for f in frames if "/flax/" not in f.file_name.replace("\\", "/")] or frames
+    if not mine:
+        return ""
+    f = mine[0]
+    return f"{f.file_name}:{f.start_line} ({f.function_name})"
+
+
 def _where(eqn, outer) -> str:
     try:
-        from jax._src import source_info_util
-        text = source_info_util.summarize(eqn.source_info)
+        text = _frame_text(eqn.source_info)
     except Exception:   # pragma: no cover - private API moved: the equation names itself
         text = ""
     if not text or text == "unknown":

@@ -43,7 +43,7 @@ def elementwise(tr, instr, ins):
     bases = {r.base for _, r in datas}
     if len(bases) > 1:
         if name in ("add", "sub") and len(datas) == 2:
-            recs = [tr.materialize(instr.ins[i], instr.where) for i, _ in datas]
+            recs = [tr.materialize(instr.ins[i], instr.where, split=True) for i, _ in datas]
             weights = sum_weights(tr, recs, (1.0, -1.0 if name == "sub" else 1.0))
             return [tr.combine(recs, weights, instr.outs[0], instr.where, "sum")]
         if name == "mul":
@@ -112,7 +112,7 @@ def _dot_general(tr, instr, ins):
     if isinstance(lhs, Data) and isinstance(rhs, Data):
         raise Refuse("a product of two values computed from the input (attention or "
                      "gating) is outside the theory")
-    if not isinstance(lhs, Data) or not isinstance(rhs, Param):
+    if not isinstance(lhs, (Data, LNPart)) or not isinstance(rhs, Param):
         what = "a constant matrix" if isinstance(rhs, Const) or isinstance(lhs, Const) \
             else "the weight on the left (features must stay last)"
         raise Refuse(f"dot_general with {what}")
@@ -143,7 +143,7 @@ def _pads_kind(in_sizes, window, strides, pads):
 def _conv(tr, instr, ins):
     lhs, rhs = ins
     p = instr.params
-    if not isinstance(lhs, Data) or not isinstance(rhs, Param):
+    if not isinstance(lhs, (Data, LNPart)) or not isinstance(rhs, Param):
         raise Refuse("a convolution must take the data and a weight parameter")
     dn = p["dimension_numbers"]
     if p["feature_group_count"] != 1 or p["batch_group_count"] != 1:
@@ -169,7 +169,7 @@ def _conv(tr, instr, ins):
 def _reduce_window_sum(tr, instr, ins):
     p = instr.params
     dims, strides = p["window_dimensions"], p["window_strides"]
-    if not isinstance(ins[0], Data):
+    if not isinstance(ins[0], (Data, LNPart)):
         raise Refuse("pooling of a non-data value")
     if dims[0] != 1 or dims[-1] != 1 or strides[0] != 1 or strides[-1] != 1:
         raise Refuse("pooling over the batch or the feature axis")
@@ -195,9 +195,9 @@ def _reduce_sum(tr, instr, ins):
                      "is outside the theory")
     if isinstance(rec, Stat):
         return [rec]
-    if not isinstance(rec, Data):
+    if not isinstance(rec, (Data, LNPart)):
         raise Refuse("a reduction of a non-data value")
-    if axes == (ndim - 1,):
+    if axes == (ndim - 1,) and isinstance(rec, Data):
         return [Stat(rec.keys)]
     if ndim > 2 and axes == tuple(range(1, ndim - 1)):
         data = tr.layer_input(instr.ins[0], instr.where)
@@ -216,8 +216,8 @@ def _reshape(tr, instr, ins):
         return [Param(rec.leaf, None)]
     if isinstance(rec, Stat):
         return [rec]
-    if not isinstance(rec, Data):
-        raise Refuse("a reshape of a partly normalized value")
+    if not isinstance(rec, (Data, LNPart)):
+        raise Refuse("a reshape of a non-data value")
     if not new or not old or new[0] != old[0]:
         raise Refuse(f"a reshape from {old} to {new} mixes the batch axis")
     data = tr.layer_input(instr.ins[0], instr.where)
@@ -242,7 +242,7 @@ def _transpose(tr, instr, ins):
     rec, perm = ins[0], tuple(instr.params["permutation"])
     if isinstance(rec, Param):
         return [Param(rec.leaf, None if rec.perm is None else tuple(rec.perm[a] for a in perm))]
-    if isinstance(rec, Data) and perm[0] == 0 and perm[-1] == len(perm) - 1:
+    if isinstance(rec, (Data, LNPart)) and perm[0] == 0 and perm[-1] == len(perm) - 1:
         data = tr.layer_input(instr.ins[0], instr.where)
         return [Data(data.path, ew.X, instr.outs[0], data.gain, data.keys)]
     raise Refuse(f"a transpose {perm} that moves the batch or feature axis")
@@ -250,7 +250,7 @@ def _transpose(tr, instr, ins):
 
 def _concatenate(tr, instr, ins):
     dim = instr.params["dimension"]
-    if not all(isinstance(r, Data) for r in ins):
+    if not all(isinstance(r, (Data, LNPart)) for r in ins):
         raise Refuse("a concatenation with parameters or constants")
     if dim != len(tr.shapes[instr.outs[0]]) - 1:
         raise Refuse("a concatenation along an axis other than the features")

@@ -30,16 +30,17 @@ class ShapedApply:
 
     def __init__(self, flat, tracer, functions, transforms):
         (self._instrs, self._in_ids, self._outs, _), _, self._treedef, self._out_tree = flat
-        self._sites = {ref: (base, gain, functions[key])
-                       for ref, (base, gain, key, _) in tracer.sites.items()}
+        self._sites = {ref: (base, gain, functions[key], factor)
+                       for ref, (base, gain, key, _, factor) in tracer.sites.items()}
         self._sums = {ref: terms for ref, terms in tracer.sums.items() if terms}
         self.transforms = transforms
 
     def _override(self, instr, env):
         out = instr.outs[0]
         if out in self._sites:
-            base, gain, fn = self._sites[out]
-            return {out: fn(env[base] / gain if gain != 1 else env[base])}
+            base, gain, fn, factor = self._sites[out]
+            value = fn(env[base] / gain if gain != 1 else env[base])
+            return {out: value * factor if factor != 1 else value}
         if out in self._sums:
             return {out: sum(w * (env[b] / g if g != 1 else env[b])
                              for b, g, w in self._sums[out])}

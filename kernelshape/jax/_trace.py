@@ -36,7 +36,7 @@ class Tracer:
         self.bind = bind                # activation key -> Activation bound in its place
         self.values = {}
         self.problems = []
-        self.sites = {}                 # id -> (base id, gain, key, Activation)
+        self.sites = {}                 # id -> (base id, gain, key, Activation, factor)
         self.sums = {}                  # id -> [(base id, gain, weight), ...]
         self.weights = {}               # leaf -> (kind, kernel axes, in axes, out axes)
         self.roles = {}                 # leaf -> "zeros" | "ones"
@@ -61,9 +61,10 @@ class Tracer:
         return self.leaf_names[leaf]
 
     # -- materializing ------------------------------------------------------------------
-    def materialize(self, ref, where):
+    def materialize(self, ref, where, *, split=False):
         """The value at ``ref`` as a network output: pending activation -> nonlinear layer,
-        pending layer norm -> layer_norm; a constant gain stays in ``gain``."""
+        pending layer norm -> layer_norm; a constant gain stays in ``gain``. With ``split``
+        (a sum's branch), a constant factor of the activation goes to the gain too."""
         rec = self.values[ref]
         if isinstance(rec, LNPart):
             if not (rec.centered and rec.scaled):
@@ -84,11 +85,18 @@ class Tracer:
             if coef is not None:
                 new = Data(rec.path, ew.X, ref, coef * rec.gain, rec.keys)
             else:
-                new = Data(self._activation(rec, ref, where), ew.X, ref, 1.0, rec.keys)
+                factor = 1.0
+                if split:
+                    c, rest = rec.expr.as_coeff_Mul()
+                    if c.is_number and c != 1 and not rest.is_number:
+                        factor, rec = float(c), Data(rec.path, rest, rec.base, rec.gain,
+                                                     rec.aliases)
+                path = self._activation(rec, ref, where, factor)
+                new = Data(path, ew.X, ref, factor, rec.keys)
         self.values[ref] = new
         return new
 
-    def _activation(self, rec, ref, where):
+    def _activation(self, rec, ref, where, factor=1.0):
         import sympy as sp
 
         from ..activations import activation
@@ -105,7 +113,7 @@ class Tracer:
                 raise Refuse(f"the element-wise function {expr} is not an activation "
                              f"kernelshape can use: {err}") from None
             self.activations[key] = phi
-        self.sites[ref] = (rec.base, rec.gain, key, phi)
+        self.sites[ref] = (rec.base, rec.gain, key, phi, factor)
         bound = phi if self.bind is None else self.bind.get(key)
         return self.step(rec.path, _nets.nonlinear(bound), self.where_of.get(ref, where),
                          "nonlinear", ref)
