@@ -44,7 +44,7 @@ def elementwise(tr, instr, ins):
     if len(bases) > 1:
         if name in ("add", "sub") and len(datas) == 2:
             recs = [tr.materialize(instr.ins[i], instr.where, split=True) for i, _ in datas]
-            weights = sum_weights(tr, recs, (1.0, -1.0 if name == "sub" else 1.0))
+            weights = sum_weights(tr, recs, (1.0, -1.0 if name == "sub" else 1.0), instr.where)
             return [tr.combine(recs, weights, instr.outs[0], instr.where, "sum")]
         if name == "mul":
             raise Refuse("a product of two values computed from the input (gating or "

@@ -28,12 +28,18 @@ class ShapedApply:
         transforms: activation text -> :class:`~kernelshape.transforms.Transform`.
     """
 
-    def __init__(self, flat, tracer, functions, transforms):
+    def __init__(self, flat, tracer, functions, transforms, params=None):
         (self._instrs, self._in_ids, self._outs, _), _, self._treedef, self._out_tree = flat
         self._sites = {ref: (base, gain, functions[key], factor)
                        for ref, (base, gain, key, _, factor) in tracer.sites.items()}
         self._sums = {ref: terms for ref, terms in tracer.sums.items() if terms}
         self.transforms = transforms
+        self._init = functools.partial(_reinit, params, tracer)
+
+    def init(self, key):
+        """Fresh params for ``key`` (an int seed or a ``jax.random`` key), as :func:`shape`
+        initializes them; the original params are only read."""
+        return self._init(key)[0]
 
     def _override(self, instr, env):
         out = instr.outs[0]
@@ -208,7 +214,9 @@ def shape(fn, params, example_input, *, method: str = "dks", shortcut_weight=Non
     _, plain, _ = _read(fn, params, example_input, flat=flat,
                         bind=dict.fromkeys(tracer.activations), **options)
     solve = dks if method == "dks" else tat
-    solved = {key_: solve(phi, network=network_of(plain), **targets)
+    leaky = method == "tat" and "eta" in targets
+    solved = {key_: solve(_leaky_or(phi) if leaky else phi, network=network_of(plain),
+                          **targets)
               for key_, phi in tracer.activations.items()}
     bound, out, _ = _read(fn, params, example_input, flat=flat,
                           bind={k: t.activation for k, t in solved.items()}, **options)
@@ -216,8 +224,27 @@ def shape(fn, params, example_input, *, method: str = "dks", shortcut_weight=Non
     functions = {k: as_jax(t) for k, t in solved.items()}
     transforms = {str(tracer.activations[k].expr): t for k, t in solved.items()}
     new_params, done = _reinit(params, tracer, key)
-    apply = ShapedApply(flat, tracer, functions, transforms)
+    apply = ShapedApply(flat, tracer, functions, transforms, params)
     return apply, new_params, Report(network_of(out), transforms, bound, done)
+
+
+def _leaky_or(phi):
+    """A traced leaky ReLU (or ReLU) as ``activation("leaky_relu")`` with its slope free:
+    TAT's ``eta`` target solves for the negative slope (Zhang et al. 2022, §4.3)."""
+    from ..activations import activation
+    from ._elementwise import X
+    points = (-3.0, -1.0, -0.5, 0.5, 1.0, 3.0)
+    try:
+        values = [float(phi.expr.subs(X, p)) for p in points]
+    except (TypeError, ValueError):
+        return phi
+    slope = values[0] / points[0]
+    if all(abs(v - p) < 1e-12 for v, p in zip(values[3:], points[3:], strict=True)) and all(
+            abs(v - slope * p) < 1e-12 for v, p in zip(values[:3], points[:3], strict=True)) \
+            and 0.0 <= slope < 1.0:
+        return activation("leaky_relu", negative_slope=None)
+    raise ModelError(f"TAT's eta target is for leaky ReLUs; {phi.expr} is not one (give tau= "
+                     "for smooth activations)", problems=[("activation", str(phi.expr))])
 
 
 def shape_flax(module, variables, example_input, **options):

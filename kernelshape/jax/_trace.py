@@ -163,7 +163,7 @@ def _chain(steps):
     return steps[0].node if len(steps) == 1 else _nets.chain(*[s.node for s in steps])
 
 
-def sum_weights(tracer, recs, signs):
+def sum_weights(tracer, recs, signs, where):
     """The branch weights of a sum of two records: the model's (normalized) or, with a
     shortcut weight, ``w`` for the branch with fewer nonlinear layers."""
     raw = [s * r.gain for r, s in zip(recs, signs, strict=True)]
@@ -175,10 +175,13 @@ def sum_weights(tracer, recs, signs):
         out[shortcut] = float(w)
         return out
     total = sum(v * v for v in raw)
+    if total == 0.0:
+        raise Refuse("a sum of two branches both weighted by zero")
     if abs(total - 1.0) > SUM_TOL:
-        raise Refuse(f"an unnormalized sum: branch weights {', '.join(f'{v:.6g}' for v in raw)}"
+        # not poisoned: the structure is fine, so later sums are checked (and named) too
+        tracer.problems.append((where, f"add: an unnormalized sum: branch weights {', '.join(f'{v:.6g}' for v in raw)}"
                      f" have squares summing to {total:.6g}, not 1 (scale the branches, e.g. "
-                     "w * shortcut + sqrt(1 - w**2) * branch, or pass shortcut_weight=)")
+                     "w * shortcut + sqrt(1 - w**2) * branch, or pass shortcut_weight=)"))
     return [v / math.sqrt(total) for v in raw]
 
 
