@@ -35,6 +35,7 @@ class ShapedApply:
         self._sums = {ref: terms for ref, terms in tracer.sums.items() if terms}
         self.transforms = transforms
         self._init = functools.partial(_reinit, params, tracer)
+        self._compiled = {}
 
     def init(self, key):
         """Fresh params for ``key`` (an int seed or a ``jax.random`` key), as :func:`shape`
@@ -66,8 +67,13 @@ class ShapedApply:
     def intermediates(self, params, x, report):
         """The shaped model's value after each layer of ``report.layers`` (same order),
         divided by any pending constant (a sum pooling's window size)."""
-        _, env = self._run(params, x)
-        return [env[ref] / gain for ref, gain in report._outputs]
+        import jax
+        refs = tuple(ref for ref, _ in report._outputs)
+        fn = self._compiled.get(refs)
+        if fn is None:
+            fn = self._compiled[refs] = jax.jit(
+                lambda p, x: [self._run(p, x)[1][ref] for ref in refs])
+        return [h / gain for h, (_, gain) in zip(fn(params, x), report._outputs, strict=True)]
 
 
 class Report:
