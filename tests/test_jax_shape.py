@@ -23,8 +23,8 @@ jax = pytest.importorskip("jax")
 jnp = pytest.importorskip("jax.numpy")
 nn = pytest.importorskip("flax.linen")
 
-import kernelshape as ks  # noqa: E402
-from kernelshape.networks import RESNET_CONFIGS  # noqa: E402
+import kernelshape as ks
+from kernelshape.networks import RESNET_CONFIGS
 
 SEEDS = range(6)
 C_IN = 0.5
@@ -125,15 +125,15 @@ class ResMLP(nn.Module):
 
 
 CASES = {
-    "mlp_dks": (MLP, _pair(32, C_IN), dict(method="dks", zeta=1.5)),
+    "mlp_dks": (MLP, _pair(32, C_IN), {"method": "dks", "zeta": 1.5}),
     "cnn_dks": (CNN, np.broadcast_to(_pair(16, C_IN)[:, None, None, :], (2, 4, 4, 16)),
-                dict(method="dks", zeta=1.5)),
+                {"method": "dks", "zeta": 1.5}),
     "resnet_tat_leaky": (ResMLP, _pair(32, C_IN),
-                         dict(method="tat", eta=0.4, shortcut_weight=0.8)),
+                         {"method": "tat", "eta": 0.4, "shortcut_weight": 0.8}),
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _shaped(name):
     cls, x, options = CASES[name]
     model, x = cls(), jnp.asarray(x, jnp.float32)
@@ -147,7 +147,7 @@ def _shaped(name):
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_predicted_q_c_match_the_shaped_model(name):
-    x, apply, new, report = _shaped(name)
+    x, apply, _new, report = _shaped(name)
     z, rows = _z_scores(apply, report, x)
     print(f"{name}: max |z| = {z.max():.2f} over {len(rows)} layers")
     assert z.max() < Z_MAX, (z, [r.kind for r in rows])
@@ -159,7 +159,7 @@ def test_shaped_apply_jits():
 
 
 def test_report_and_params():
-    x, apply, new, report = _shaped("mlp_dks")
+    _x, _apply, new, report = _shaped("mlp_dks")
     assert len(report.transforms) == 2                   # tanh and softplus
     text = report.summary()
     assert "layer_norm" in text and "test_jax_shape.py" in text
@@ -183,9 +183,9 @@ def test_unnormalized_sum_refused_without_shortcut_weight_and_original_untouched
 
 
 def test_constant_scaling_refused_by_shape():
-    fn = lambda p, x: jnp.tanh(2.0 * (x @ p["w"]))  # noqa: E731 - a gain before tanh is fine
+    fn = lambda p, x: jnp.tanh(2.0 * (x @ p["w"]))
     ks.jax.shape(fn, {"w": jnp.ones((3, 8))}, jnp.ones((2, 3)), zeta=1.5)
-    fn = lambda p, x: jnp.tanh((2.0 * (x @ p["w"])) @ p["v"])  # noqa: E731
+    fn = lambda p, x: jnp.tanh((2.0 * (x @ p["w"])) @ p["v"])
     with pytest.raises(ks.ModelError, match="scaling by 2"):
         ks.jax.shape(fn, {"w": jnp.ones((3, 8)), "v": jnp.ones((8, 8))}, jnp.ones((2, 3)),
                      zeta=1.5)

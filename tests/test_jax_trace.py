@@ -15,10 +15,12 @@ jax = pytest.importorskip("jax")
 jnp = pytest.importorskip("jax.numpy")
 nn = pytest.importorskip("flax.linen")
 
-import sympy as sp  # noqa: E402
+import itertools
 
-import kernelshape as ks  # noqa: E402
-from kernelshape.jax._elementwise import X  # noqa: E402
+import sympy as sp
+
+import kernelshape as ks
+from kernelshape.jax._elementwise import X
 
 KEY = jax.random.key(0)
 
@@ -26,7 +28,7 @@ KEY = jax.random.key(0)
 def _dense_params(*sizes, seed=0):
     rng = np.random.default_rng(seed)
     return {f"w{i}": jnp.asarray(rng.standard_normal((a, b)) / np.sqrt(a))
-            for i, (a, b) in enumerate(zip(sizes, sizes[1:], strict=False))}
+            for i, (a, b) in enumerate(itertools.pairwise(sizes))}
 
 
 def _nonlinear_layers(net):

@@ -37,7 +37,7 @@ def _read(fn, params, example_input, *, flat=None, **options):
         raise ModelError(f"conv_init must be one of {CONV_INITS}, got "
                          f"{options['conv_init']!r}")
     if flat is None:
-        leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
+        leaves, _treedef = jax.tree_util.tree_flatten_with_path(params)
         names = [jax.tree_util.keystr(path) for path, _ in leaves]
         try:
             closed, out_shape = jax.make_jaxpr(fn, return_shape=True)(params, example_input)
@@ -90,6 +90,6 @@ def trace(fn, params, example_input, *, conv_init: str = "delta", shortcut_weigh
         >>> trace(fn, params, jnp.ones((4, 3)))
         chain(linear, nonlinear(phi='tanh(x)'), linear, nonlinear(phi='tanh(x)'))
     """
-    tracer, rec, _ = _read(fn, params, example_input, conv_init=conv_init,
+    _tracer, rec, _ = _read(fn, params, example_input, conv_init=conv_init,
                            shortcut_weight=shortcut_weight)
     return network_of(rec)

@@ -60,7 +60,7 @@ def _frame_text(source_info) -> str:
 def _where(eqn, outer) -> str:
     try:
         text = _frame_text(eqn.source_info)
-    except Exception:   # pragma: no cover - private API moved: the equation names itself
+    except (ImportError, AttributeError, TypeError):   # pragma: no cover - private API moved
         text = ""
     if not text or text == "unknown":
         return outer or f"equation {eqn.primitive.name}"

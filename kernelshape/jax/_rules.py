@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from .. import networks as _nets
 from . import _elementwise as ew
 from ._records import Const, Data, LNPart, Param, Refuse, Stat
@@ -273,4 +271,3 @@ RULES = {
     "concatenate": _concatenate,
 }
 
-_ = np

@@ -150,7 +150,7 @@ def _reinit(params, tracer, key):
         arr = np.asarray(leaf)
         name = tracer.leaf_names[i]
         if i in tracer.weights:
-            kind, kernel, ins, outs = tracer.weights[i]
+            _kind, kernel, ins, outs = tracer.weights[i]
             order = (*kernel, *ins, *outs)
             sizes = [arr.shape[a] for a in kernel]
             delta = bool(kernel) and tracer.conv_init == "delta" and all(s % 2 for s in sizes)
@@ -213,8 +213,8 @@ def shape(fn, params, example_input, *, method: str = "dks", shortcut_weight=Non
     options = {"conv_init": conv_init, "shortcut_weight": shortcut_weight}
     tracer, _, flat = _read(fn, params, example_input, **options)
     if tracer.scalings:
-        problems = [(where, f"a constant scaling by {g:.6g} outside a normalized sum (DKS "
-                            "and TAT need q-preserving layers)") for where, g in tracer.scalings]
+        problems = [(where, (f"a constant scaling by {g:.6g} outside a normalized sum (DKS "
+                            "and TAT need q-preserving layers)")) for where, g in tracer.scalings]
         raise ModelError("the model scales data by constants:\n" + "\n".join(
             f"  - {w}: {r}" for w, r in problems), problems=problems)
     _, plain, _ = _read(fn, params, example_input, flat=flat,

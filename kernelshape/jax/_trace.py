@@ -19,7 +19,7 @@ from ..errors import KernelShapeError, ModelError
 from ..networks._layers import _SKIP
 from . import _elementwise as ew
 from ._flat import Lit, scalar_of
-from ._records import POISON, Const, Data, LNPart, Param, Poison, Refuse, Stat, Step
+from ._records import POISON, Const, Data, LNPart, Poison, Refuse, Stat, Step
 from ._rules import RULES
 
 #: How far the squared weights of a traced sum may be from 1 (float32 constants).
@@ -179,9 +179,11 @@ def sum_weights(tracer, recs, signs, where):
         raise Refuse("a sum of two branches both weighted by zero")
     if abs(total - 1.0) > SUM_TOL:
         # not poisoned: the structure is fine, so later sums are checked (and named) too
-        tracer.problems.append((where, f"add: an unnormalized sum: branch weights {', '.join(f'{v:.6g}' for v in raw)}"
-                     f" have squares summing to {total:.6g}, not 1 (scale the branches, e.g. "
-                     "w * shortcut + sqrt(1 - w**2) * branch, or pass shortcut_weight=)"))
+        shown = ", ".join(f"{v:.6g}" for v in raw)
+        reason = (f"add: an unnormalized sum: branch weights {shown} have squares summing to "
+                  f"{total:.6g}, not 1 (scale the branches, e.g. w * shortcut + "
+                  "sqrt(1 - w**2) * branch, or pass shortcut_weight=)")
+        tracer.problems.append((where, reason))
     return [v / math.sqrt(total) for v in raw]
 
 
@@ -209,8 +211,8 @@ def read(instrs, in_ids, outs, tracer):
     data = [r for r in outs if not isinstance(r, Lit)
             and isinstance(tracer.values[r], (Data, LNPart, Poison))]
     if len(data) != 1:
-        tracer.problems.append(("output", f"the function must return one array computed from "
-                                          f"the input, got {len(data)}"))
+        tracer.problems.append(("output", (f"the function must return one array computed from "
+                                          f"the input, got {len(data)}")))
         return None
     if isinstance(tracer.values[data[0]], Poison):
         return None
