@@ -243,3 +243,20 @@ def test_resnet_family_in_jax_derives_to_ks_resnet(depth, w, version):
         for c in (0.0, 0.5):
             assert abs(net.c_map(tanh, c) - ref.c_map(tanh, c)) <= 1e-13
         assert abs(net.q_map(tanh, 1.0) - ref.q_map(tanh, 1.0)) <= 1e-13
+
+
+def test_transposed_weights_and_abstract_params():
+    """PyTorch-style (out, in) weights used as ``x @ W.T``, given as shapes only
+    (``jax.ShapeDtypeStruct``): SUO in the weight's own layout, so ``q`` is kept exactly
+    where fan-in <= fan-out (THEORY.md §6)."""
+    shapes = {"a": (256, 32), "b": (64, 256)}
+    params = {k: jax.ShapeDtypeStruct(s, jnp.float32) for k, s in shapes.items()}
+    x = jnp.asarray(_pair(32, C_IN), jnp.float32)
+    with _one_blas_thread():
+        _, new, _ = ks.jax.shape(lambda p, x: jnp.tanh(x @ p["a"].T) @ p["b"].T, params, x,
+                                 zeta=1.5)
+    a, b = np.asarray(new["a"], np.float64), np.asarray(new["b"], np.float64)
+    np.testing.assert_allclose(a.T @ a, 8.0 * np.eye(32), atol=1e-4)   # 256 / 32
+    np.testing.assert_allclose(b @ b.T, np.eye(64), atol=1e-5)
+    h = np.asarray(x, np.float64) @ a.T
+    np.testing.assert_allclose(np.mean(h**2, axis=1), 1.0, rtol=1e-5)

@@ -147,7 +147,10 @@ def _reinit(params, tracer, key):
     rng = np.random.default_rng(_seed(key))
     new, done = [], {}
     for i, leaf in enumerate(leaves):
-        arr = np.asarray(leaf)
+        # abstract params (jax.eval_shape(model.init, ...)) are enough: every leaf the
+        # model uses is re-initialized; an unused abstract leaf becomes zeros
+        arr = np.zeros(leaf.shape, leaf.dtype) if isinstance(leaf, jax.ShapeDtypeStruct) \
+            else np.asarray(leaf)
         name = tracer.leaf_names[i]
         if i in tracer.weights:
             _kind, kernel, ins, outs = tracer.weights[i]
