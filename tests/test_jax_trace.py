@@ -219,3 +219,31 @@ def test_layer_norm_without_centering_is_refused():
 
     err = _problems(rms_norm, _dense_params(3, 4, 2), jnp.ones((2, 3)))
     assert "not a layer norm" in str(err)
+
+
+@jax.custom_vjp
+def _custom_tanh(x):
+    return jnp.tanh(x)
+
+
+_custom_tanh.defvjp(lambda x: (jnp.tanh(x), x),
+                    lambda x, g: (g * (1 - jnp.tanh(x) ** 2),))
+
+
+def test_custom_vjp_body_and_eval_dropout_are_read():
+    net = ks.jax.trace(lambda p, x: _custom_tanh(x @ p["w0"]) @ p["w1"],
+                       _dense_params(3, 4, 2), jnp.ones((2, 3)))
+    assert repr(net) == "chain(linear, nonlinear(phi='tanh(x)'), linear)"
+    model = nn.Sequential([nn.Dense(4), nn.Dropout(0.5, deterministic=True), nn.relu,
+                           nn.Dense(3)])
+    x = jnp.ones((2, 3))
+    net = ks.jax.trace(model.apply, jax.eval_shape(model.init, KEY, x), x)
+    assert repr(net) == "chain(linear, nonlinear(phi='Max(0, x)'), linear)"
+
+
+def test_batch_norm_with_running_statistics_is_refused():
+    model = nn.Sequential([nn.Dense(4), nn.BatchNorm(use_running_average=True), nn.relu])
+    x = jnp.ones((2, 3))
+    err = _problems(model.apply, jax.eval_shape(model.init, KEY, x), x)
+    (where, reason), = err.problems
+    assert where.startswith("Sequential/layers_1") and "['batch_stats']" in reason
