@@ -2,7 +2,8 @@
 
 Predicted per-layer q and c (``report.predict``: the network's maps, THEORY.md §1-2) are
 compared with the shaped model's empirical ones at width 256 over ``SEEDS`` fresh
-initializations (``apply.init(seed)``), two inputs with q = 1 and c = 0.5 exactly: the
+initializations (``apply.init(seed)``, 16 seeds: with 6 the standard error itself was too
+noisy, |z| up to 7.8 in 2 of 9 seed groups), two inputs with q = 1 and c = 0.5 exactly: the
 z-score of the mean over seeds against its standard error must stay below ``Z_MAX``
 (Monte Carlo; ~40 quantities per model, so a few standard errors). Layers whose value the
 theory fixes exactly (SUO with fan-in <= fan-out, layer norm) are compared to 1e-4
@@ -26,7 +27,7 @@ nn = pytest.importorskip("flax.linen")
 import kernelshape as ks
 from kernelshape.networks import RESNET_CONFIGS
 
-SEEDS = range(6)
+SEEDS = range(16)
 C_IN = 0.5
 Z_MAX = 5.0
 WIDTH = 256
@@ -69,7 +70,9 @@ def _z_scores(apply, report, x):
     samples = np.asarray(samples)                     # (seeds, layers, 2)
     mean, se = samples.mean(0), samples.std(0, ddof=1) / math.sqrt(len(SEEDS))
     pred = np.array([[r.q, r.c] for r in rows])
-    exact = se < 1e-7
+    # float32 rounding noise (~1e-7) where the theory is exact; Monte Carlo errors at width
+    # 256 are >= 1e-3
+    exact = se < 1e-5
     assert np.all(np.abs(mean - pred)[exact] < 1e-4), (mean[exact], pred[exact])
     z = np.where(exact, 0.0, np.abs(mean - pred) / np.where(exact, 1.0, se))
     return z, rows
