@@ -156,9 +156,12 @@ def test_predicted_q_c_match_the_shaped_model(name):
     assert z.max() < Z_MAX, (z, [r.kind for r in rows])
 
 
-def test_shaped_apply_jits():
+def test_shaped_apply_jits_and_differentiates():
     x, apply, new, _ = _shaped("resnet_tat_leaky")
     np.testing.assert_allclose(jax.jit(apply)(new, x), apply(new, x), rtol=1e-5, atol=1e-5)
+    grads = jax.grad(lambda p: jnp.sum(apply(p, x) ** 2))(new)
+    assert jax.tree_util.tree_structure(grads) == jax.tree_util.tree_structure(new)
+    assert all(np.all(np.isfinite(g)) for g in jax.tree_util.tree_leaves(grads))
 
 
 def test_report_and_params():

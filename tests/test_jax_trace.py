@@ -177,13 +177,17 @@ REFUSALS = {
                                               x @ p["w0"]), None, "control flow"),
     "unknown": (lambda p, x: jnp.sort(x @ p["w0"], axis=-1), None, "'sort' is not supported"),
     "scale_param": (lambda p, x: (x @ p["w0"]) * p["s"], None, "parameter ['s']"),
+    "shared_weight": (lambda p, x: jnp.tanh(x @ p["w0"]) @ p["w0"], None, "weight sharing"),
+    "odd_padding": (lambda p, x: jax.lax.conv_general_dilated(
+        x, p["k"], (1, 1), ((2, 0), (0, 2)), dimension_numbers=("NHWC", "HWIO", "NHWC")),
+        IMAGES, "neither 'SAME' nor 'VALID'"),
 }
 
 
 @pytest.mark.parametrize("name", sorted(REFUSALS))
 def test_refusals_name_the_reason_and_the_source_line(name):
     fn, x, reason = REFUSALS[name]
-    params = {**_dense_params(3, 3, 3), "s": jnp.ones(3)}
+    params = {**_dense_params(3, 3, 3), "s": jnp.ones(3), "k": jnp.ones((3, 3, 3, 4))}
     err = _problems(fn, params, jnp.ones((2, 3)) if x is None else x)
     assert any(reason in text for _, text in err.problems), err.problems
     assert reason in str(err)
