@@ -127,7 +127,7 @@ class Tracer:
             self.scalings.append((where, rec.gain))
             path = self.step(rec.path, _nets.linear(sigma_w=abs(rec.gain)), where, "scale",
                              ref)
-            rec = Data(path, ew.X, ref, rec.gain, rec.keys)
+            rec = Data(path, ew.X, ref, math.copysign(1.0, rec.gain), rec.keys)
         return rec
 
     # -- sums and concatenations --------------------------------------------------------
