@@ -52,8 +52,7 @@ def _read(fn, params, example_input, *, flat=None, **options):
     if len(in_ids) != len(names) + 1:
         raise ModelError("example_input must be one array (the model's input)",
                          problems=[("input", f"{len(in_ids) - len(names)} input arrays")])
-    tracer = Tracer(names, **options)
-    tracer.shapes = shapes
+    tracer = Tracer(names, shapes, **options)
     for i, ref in enumerate(in_ids[:-1]):
         tracer.values[ref] = Param(i, tuple(range(len(shapes[ref]))))
     tracer.values[in_ids[-1]] = Data((), X, in_ids[-1])

@@ -114,7 +114,7 @@ def _dot_general(tr, instr, ins):
         what = "a constant matrix" if isinstance(rhs, Const) or isinstance(lhs, Const) \
             else "the weight on the left (features must stay last)"
         raise Refuse(f"dot_general with {what}")
-    ndim = len(instr.params.get("lhs_shape", ())) or _ndim(tr, instr.ins[0])
+    ndim = len(tr.shapes[instr.ins[0]])
     if lb or rb or tuple(lc) != (ndim - 1,):
         raise Refuse("only a contraction over the last (feature) axis is a dense layer")
     rdim = len(rhs.perm)
@@ -122,10 +122,6 @@ def _dot_general(tr, instr, ins):
     rec = tr.layer_input(instr.ins[0], instr.where)
     path = tr.step(rec.path, _nets.linear(), instr.where, "dense", instr.outs[0])
     return [Data(path, ew.X, instr.outs[0])]
-
-
-def _ndim(tr, ref):
-    return tr.shapes[ref].__len__()
 
 
 def _pads_kind(in_sizes, window, strides, pads):

@@ -29,8 +29,10 @@ SUM_TOL = 1e-5
 class Tracer:
     """State of one reading: records, problems, activation sites, sums, weight roles."""
 
-    def __init__(self, leaf_names, *, shortcut_weight=None, conv_init="delta", bind=None):
+    def __init__(self, leaf_names, shapes, *, shortcut_weight=None, conv_init="delta",
+                 bind=None):
         self.leaf_names = leaf_names
+        self.shapes = shapes            # id -> shape
         self.shortcut_weight = shortcut_weight
         self.conv_init = conv_init
         self.bind = bind                # activation key -> Activation bound in its place
@@ -125,7 +127,7 @@ class Tracer:
             self.scalings.append((where, rec.gain))
             path = self.step(rec.path, _nets.linear(sigma_w=abs(rec.gain)), where, "scale",
                              ref)
-            rec = Data(path, ew.X, ref, rec.gain, rec.keys)
+            rec = Data(path, ew.X, ref, math.copysign(1.0, rec.gain), rec.keys)
         return rec
 
     # -- sums and concatenations --------------------------------------------------------
