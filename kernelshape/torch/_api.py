@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
@@ -338,8 +339,18 @@ def _set_module(gm, target, module, modules):
     setattr(parent, leaf, module)
 
 
+def _blas_one_thread():
+    """One BLAS thread for the QRs: beside torch's own thread pool, OpenBLAS's spinning
+    threads made each 256 x 256 QR take a second on a busy 2-core machine."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:   # optional: only the speed differs
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def _initialize(reader, rng):
-    with torch.no_grad():
+    with torch.no_grad(), _blas_one_thread():
         for _, m, kind in reader.layers:
             if kind == "layer_norm":
                 m.weight.fill_(1.0)
