@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -172,7 +173,7 @@ def vanilla_cnn(depth=50, width=8, act=nn.Tanh, classes=10):
 
 def mlp(widths, act=nn.Tanh):
     layers = []
-    for a, b in zip(widths[:-1], widths[1:]):
+    for a, b in itertools.pairwise(widths):
         layers += [nn.Linear(a, b), act()]
     return nn.Sequential(*layers)
 

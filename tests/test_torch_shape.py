@@ -17,10 +17,8 @@ import warnings
 
 import numpy as np
 import pytest
-
-torch = pytest.importorskip("torch")
-import torch.fx as fx  # noqa: E402
-from _torch_models import (  # noqa: E402
+import torch
+from _torch_models import (
     DenseResNet,
     KSResNet,
     TVResNet,
@@ -28,9 +26,9 @@ from _torch_models import (  # noqa: E402
     pool_cnn,
     vanilla_cnn,
 )
-from torch import nn  # noqa: E402
+from torch import fx, nn
 
-import kernelshape as ks  # noqa: E402
+import kernelshape as ks
 
 WIDTH, SEEDS = 256, 4
 
@@ -57,7 +55,7 @@ def _same_state(before, model):
 def test_original_is_bit_identical_after_shape():
     model = KSResNet(18, None, nn.Softplus())
     before = _state(model)
-    shaped, report = ks.torch.shape(model, torch.randn(2, 3, 8, 8), method="tat", tau=0.3,
+    shaped, _ = ks.torch.shape(model, torch.randn(2, 3, 8, 8), method="tat", tau=0.3,
                                     shortcut_weight=0.8, seed=0)
     assert _same_state(before, model)
     assert isinstance(model.act, nn.Softplus)   # the module, not only its parameters

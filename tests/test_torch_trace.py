@@ -13,14 +13,13 @@ import math
 
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
+from _torch_models import KSResNet, TVResNet
+from torch import nn
 
-torch = pytest.importorskip("torch")
-import torch.nn.functional as F  # noqa: E402
-from _torch_models import KSResNet, TVResNet  # noqa: E402
-from torch import nn  # noqa: E402
-
-import kernelshape as ks  # noqa: E402
-from kernelshape.networks import (  # noqa: E402
+import kernelshape as ks
+from kernelshape.networks import (
     avg_pool,
     chain,
     conv,
@@ -142,7 +141,8 @@ def test_sum_with_constant_weights_is_a_normalized_sum():
              lambda h, f: torch.add(0.6 * h, f(h), alpha=0.8),
              lambda h, f: (3 * h + 4 * f(h)) / 5, lambda h, f: 0.6 * h - (-0.8) * f(h)]
     for form in forms:
-        model = Fn(lambda x, a, b: form(a(x), lambda h: b(torch.tanh(h))), lin, nn.Linear(6, 6))
+        model = Fn(lambda x, a, b, form=form: form(a(x), lambda h: b(torch.tanh(h))), lin,
+                   nn.Linear(6, 6))
         assert repr(ks.torch.trace(model, X2)) == repr(want)
 
 

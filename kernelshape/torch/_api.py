@@ -248,8 +248,9 @@ def shape(model, example_input, *, method: str = "dks", zeta: float | None = Non
     w = _check_w(shortcut_weight)
     gm, reader = _read(model, example_input, w)
     for path in reader.scales:
-        reader.problems.append((path, "multiplication by a constant outside a normalized sum: "
-                                "DKS/TAT need layers that keep q"))
+        reason = ("multiplication by a constant outside a normalized sum: DKS/TAT need layers "
+                  "that keep q")
+        reader.problems.append((path, reason))
     _raise(reader, "cannot shape the model")
     network = _derive._Context(reader, lambda key: None, "shaped").network()
     transforms = {}

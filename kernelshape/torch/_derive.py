@@ -30,7 +30,7 @@ from ..networks import (
 from ..networks._layers import _SKIP
 from ..networks._nodes import _Chain, _Sum
 from ..networks._scalar import MapRules
-from ._trace import node_path
+from ._values import _lca, node_path
 
 WEIGHTS = ("shaped", "model")
 
@@ -141,7 +141,6 @@ class _Context:
         outs = r.outputs
         if len(outs) == 1:
             return _as_chain(self.segment(start, outs[0]), top=True)
-        from ._trace import _lca
         fork = _lca(outs)
         trunk = _as_chain(self.segment(start, fork), top=True)
         return heads(trunk, [_as_chain(self.segment(fork, o), top=True) for o in outs])

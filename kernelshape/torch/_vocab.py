@@ -14,6 +14,8 @@ ops and Python floats, so it scripts (``torch.jit.script``) and compiles.
 
 from __future__ import annotations
 
+import typing
+
 import sympy as sp
 import torch
 import torch.nn.functional as F
@@ -163,7 +165,7 @@ class TransformedActivation(nn.Module):
     """
 
     # Names for reading the module back, not for the scripted forward.
-    __jit_ignored_attributes__ = ["kind", "params"]
+    __jit_ignored_attributes__: typing.ClassVar[list] = ["kind", "params"]
 
     def __init__(self, kind: str, params: dict, input_scale: float, input_shift: float,
                  output_shift: float, output_scale: float):
