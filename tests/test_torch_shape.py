@@ -23,6 +23,7 @@ from _torch_models import (
     KSResNet,
     TVResNet,
     mlp,
+    one_thread,  # noqa: F401 - a fixture, used by pytestmark
     pool_cnn,
     vanilla_cnn,
 )
@@ -33,12 +34,7 @@ import kernelshape as ks
 WIDTH, SEEDS = 256, 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _state(model):
@@ -172,13 +168,16 @@ def test_deep_vanilla_cnn_shaped_in_one_call():
 
 def test_report_summary_and_predict():
     model = mlp([8, 8, 8], act=nn.Tanh)
-    _, report = ks.torch.shape(model, torch.zeros(1, 8), zeta=1.5, pln=True, seed=0)
+    shaped, report = ks.torch.shape(model, torch.zeros(1, 8), zeta=1.5, pln=True, seed=0)
     text = report.summary()
-    assert "tanh" in text and "1 transform(s)" in text and "ks_pln" not in text
+    assert "tanh" in text and "1 transform(s)" in text
+    assert all(r.path in text for r in report.layers)
+    # PLN sets q = 1 whatever q0: the rows do not depend on q0, and DKS keeps q = 1
     rows = report.predict(q0=4.0, c0=0.2)
-    assert rows[0].q == pytest.approx(1.0, abs=1e-13) or rows[0].path == "1"
-    # PLN sets q = 1 whatever q0, so the rows do not depend on q0
     assert [r.q for r in rows] == [r.q for r in report.predict(q0=1.0, c0=0.2)]
+    assert all(abs(r.q - 1.0) < 1e-12 for r in rows)
+    x = 5 * torch.randn(3, 8)
+    assert torch.allclose(shaped.ks_pln(x).pow(2).mean(1), torch.ones(3))
 
 
 def test_predict_of_the_shaped_model_reads_back_the_report():

@@ -15,7 +15,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from _torch_models import KSResNet, TVResNet
+from _torch_models import (
+    KSResNet,
+    TVResNet,
+    one_thread,  # noqa: F401 - a fixture, used by pytestmark
+)
 from torch import nn
 
 import kernelshape as ks
@@ -32,14 +36,7 @@ from kernelshape.networks import (
     parallel,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # 2 shared cores: torch's thread pool only adds contention for these tiny models.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Fn(nn.Module):
@@ -229,6 +226,7 @@ class Inner(nn.Module):
     (Fn(lambda x, a: a(x) * torch.sigmoid(x), nn.Linear(6, 6)), X2, "mul", "product"),
     (Fn(lambda x: x @ x.T), X2, "matmul", "product"),
     (Branchy(), X2, "<model>", "control flow"),
+    (nn.Sequential(nn.Linear(6, 6), Branchy()), X2, "1", "control flow"),
     (nn.Sequential(nn.GroupNorm(2, 4)), X4, "0", "unknown module GroupNorm"),
     (Fn(lambda x: torch.cos(x)), X2, "cos", "unknown function cos"),
     (Fn(lambda x: x.exp()), X2, "exp", "unknown tensor method"),
