@@ -316,3 +316,14 @@ def test_post_activation_skips_get_no_prediction_because_the_maps_miss():
     assert rows[first].kind == "activation" and rows[first - 1].kind == "sum"
     # what the maps would say there (DKS: Q(1) = 1) is many standard errors off
     assert abs(mean[first, 0] - 1.0) > 5 * se[first, 0] + 8 / WIDTH
+
+
+def test_row_and_report_fields_are_the_documented_ones():
+    # tools built on the rows (a finite-width check) rely on these names
+    import dataclasses
+    assert [f.name for f in dataclasses.fields(ks.torch.Row)] == ["path", "kind", "q", "c",
+                                                                  "node", "detail"]
+    _, report = ks.torch.shape(mlp([4, 4]), torch.zeros(1, 4), zeta=1.5, seed=0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        report.layers = ()
+    assert {"network", "transforms", "layers"} <= {f.name for f in dataclasses.fields(report)}

@@ -143,6 +143,23 @@ def test_sum_with_constant_weights_is_a_normalized_sum():
         assert repr(ks.torch.trace(model, X2)) == repr(want)
 
 
+class LearnedWeight(nn.Module):
+    """A shortcut weight held as a parameter; the branch weight computed from it."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor(0.6))
+        self.lin = nn.Linear(6, 6)
+
+    def forward(self, x):
+        return self.w * x + torch.sqrt(1 - self.w ** 2) * self.lin(torch.tanh(x))
+
+
+def test_weights_computed_from_scalar_parameters_are_constants():
+    net = ks.torch.trace(nn.Sequential(nn.Linear(6, 6), LearnedWeight()), X2)
+    assert np.allclose(net.layers[1].squares, [0.36, 0.64], atol=1e-7)   # float32 0.6
+
+
 def test_three_term_sum_is_one_normalized_sum():
     w = (0.48, 0.6, 0.64)
     model = Fn(lambda x, a, b: w[0] * x + w[1] * a(torch.tanh(x)) + w[2] * b(torch.sigmoid(x)),

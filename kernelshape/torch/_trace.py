@@ -132,6 +132,9 @@ class _Reader:
                            "kernel rule for it")
 
     def _op_call_function(self, node):
+        folded = self._fold(node)
+        if folded is not None:
+            return folded
         if node.target in _vocab.FUNCTION_KINDS:
             return self.activation(node, _vocab.function_kind(node))
         rule = _rules.FUNCTION_RULES.get(node.target)
@@ -142,6 +145,9 @@ class _Reader:
         return rule(self, node)
 
     def _op_call_method(self, node):
+        folded = self._fold(node)
+        if folded is not None:
+            return folded
         if node.target in _vocab.METHOD_KINDS:
             return self.activation(node, _vocab.function_kind(node))
         rule = _rules.METHOD_RULES.get(node.target)
@@ -149,6 +155,28 @@ class _Reader:
             return self.refuse(node, f"unknown tensor method .{node.target}(): kernelshape has "
                                "no kernel rule for it")
         return rule(self, node)
+
+    def _fold(self, node):
+        """A call on constants only (``math.sqrt(1 - w ** 2)`` with ``w`` a scalar buffer or
+        parameter) is a constant: evaluated here, as a Python float where it is a number."""
+        inputs = node.all_input_nodes
+        values = [self.values[n] for n in inputs]
+        if not inputs or not all(isinstance(v, _Const) and isinstance(v.value, (int, float))
+                                 for v in values):
+            return None
+        env = {n: torch.tensor(v.value, dtype=torch.float64) for n, v in zip(inputs, values)}
+        args = fx.node.map_arg(node.args, env.__getitem__)
+        kwargs = fx.node.map_arg(node.kwargs, env.__getitem__)
+        try:
+            if node.op == "call_method":
+                out = getattr(args[0], node.target)(*args[1:], **kwargs)
+            else:
+                out = node.target(*args, **kwargs)
+        except (TypeError, ValueError, RuntimeError, AttributeError):   # not plain arithmetic
+            return None
+        if isinstance(out, torch.Tensor) and out.numel() == 1:
+            return _Const(float(out))
+        return _Const(out) if isinstance(out, (int, float)) else None
 
     def _op_output(self, node):
         outs = []
