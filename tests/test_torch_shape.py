@@ -153,6 +153,7 @@ def test_torchvision_style_resnet_shaped_in_one_call(bottleneck, layers):
     assert len(sums) == sum(layers) and all("0.8, 0.6" in r.detail for r in sums)
     # post-activation identity skips: predictions stop at the first one (see test below)
     assert math.isnan(report.layers[-1].q) and "Gaussian" in report.layers[-1].detail
+    assert "post-activation ResNet V1 identity skip" in report.summary()
 
 
 def test_deep_vanilla_cnn_shaped_in_one_call():

@@ -174,6 +174,8 @@ class Report:
         for r in self.layers:
             lines.append(f"{r.path:<{width}}  {r.kind:<10}  {r.q:>10.6f}  {r.c:>10.6f}  "
                          f"{r.detail}")
+        if any(math.isnan(r.q) for r in self.layers):
+            lines.append(f"nan: {_derive.NOT_GAUSSIAN}")
         return "\n".join(lines)
 
 

@@ -190,7 +190,10 @@ def rows(reading, bind, weights, q0, c0):
     return tuple(out)
 
 
-#: The reason a row holds no prediction (NaN q and c).
+#: The ``detail`` of a row without a prediction (NaN q and c); :data:`NOT_GAUSSIAN` says why.
+NO_PREDICTION = "no prediction: an activation upstream has a non-Gaussian input"
+
+#: Why a row holds no prediction.
 NOT_GAUSSIAN = ("no prediction: an activation upstream takes an input that is not a "
                 "Gaussian pre-activation (an activation's output reaches it without a linear "
                 "or conv layer, as through a post-activation ResNet V1 identity skip)")
@@ -235,6 +238,6 @@ def _row(val, kind, state, ok):
         detail = ""
     if not ok:
         return Row(node_path(val.node), kind, math.nan, math.nan, val.node.name,
-                   f"{detail} ({NOT_GAUSSIAN})".lstrip())
+                   f"{detail} ({NO_PREDICTION})".lstrip())
     return Row(node_path(val.node), kind, float(state[0]), float(state[3]), val.node.name,
                detail)
