@@ -132,28 +132,23 @@ class _Reader:
                            "kernel rule for it")
 
     def _op_call_function(self, node):
-        folded = self._fold(node)
-        if folded is not None:
-            return folded
-        if node.target in _vocab.FUNCTION_KINDS:
-            return self.activation(node, _vocab.function_kind(node))
-        rule = _rules.FUNCTION_RULES.get(node.target)
-        if rule is None:
-            name = getattr(node.target, "__name__", repr(node.target))
-            return self.refuse(node, f"unknown function {name}: kernelshape has no kernel rule "
-                               "for it")
-        return rule(self, node)
+        name = getattr(node.target, "__name__", repr(node.target))
+        return self._call(node, _vocab.FUNCTION_KINDS, _rules.FUNCTION_RULES,
+                          f"unknown function {name}")
 
     def _op_call_method(self, node):
+        return self._call(node, _vocab.METHOD_KINDS, _rules.METHOD_RULES,
+                          f"unknown tensor method .{node.target}()")
+
+    def _call(self, node, activations, rules, unknown):
         folded = self._fold(node)
         if folded is not None:
             return folded
-        if node.target in _vocab.METHOD_KINDS:
+        if node.target in activations:
             return self.activation(node, _vocab.function_kind(node))
-        rule = _rules.METHOD_RULES.get(node.target)
+        rule = rules.get(node.target)
         if rule is None:
-            return self.refuse(node, f"unknown tensor method .{node.target}(): kernelshape has "
-                               "no kernel rule for it")
+            return self.refuse(node, f"{unknown}: kernelshape has no kernel rule for it")
         return rule(self, node)
 
     def _fold(self, node):
