@@ -27,7 +27,7 @@ from _torch_models import (
     pool_cnn,
     vanilla_cnn,
 )
-from torch import fx, nn
+from torch import nn
 
 import kernelshape as ks
 
@@ -185,7 +185,10 @@ def test_predict_of_the_shaped_model_reads_back_the_report():
     model = DenseResNet(16, 2, 0.6)
     shaped, report = ks.torch.shape(model, torch.zeros(1, 16), zeta=1.5, seed=0)
     again = ks.torch.predict(shaped, torch.zeros(1, 16), q0=1.0, c0=0.0)
-    assert [r.kind for r in again] == [r.kind for r in report.layers]
+    assert [(r.kind, r.node, r.path) for r in again] == [(r.kind, r.node, r.path)
+                                                         for r in report.layers]
+    seen = ks.torch.capture(shaped, torch.randn(5, 16))
+    assert all(seen[r.node].shape == (5, 16) for r in report.layers)
     # weights read from float32 parameters: SUO scales are 1 to float32 rounding
     assert max(abs(a.q - b.q) + abs(a.c - b.c) for a, b in zip(again, report.layers)) < 1e-5
 
@@ -237,22 +240,12 @@ def _pairs(n_pairs, dim, q0, c0, seed, spatial=()):
     return x.float().contiguous()
 
 
-class _Capture(fx.Interpreter):
-    def run_node(self, n):
-        out = super().run_node(n)
-        self.seen[n.name] = out
-        return out
-
-
 def _empirical(shaped, x, rows):
     """Per row: (mean over pairs of q, mean over pairs of c) of the shaped model's output."""
-    capture = _Capture(shaped)
-    capture.seen = {}
-    with torch.no_grad():
-        capture.run(x)
+    seen = ks.torch.capture(shaped, x)
     out = []
     for r in rows:
-        h = capture.seen[r.node].double().reshape(x.shape[0] // 2, 2, -1)
+        h = seen[r.node].double().reshape(x.shape[0] // 2, 2, -1)
         q = float((h ** 2).mean())
         c = float(((h[:, 0] * h[:, 1]).sum(-1)
                    / (h[:, 0].norm(dim=-1) * h[:, 1].norm(dim=-1))).mean())

@@ -140,6 +140,42 @@ def predict(model, example_input, *, q0: float | None = None, c0: float = 0.0,
     return _derive.rows(reader, _binder(reader), weights, q0, float(c0))
 
 
+def capture(model, inputs):
+    """Every intermediate tensor of ``model`` on ``inputs``, by ``torch.fx`` node name.
+
+    The graph is the one :func:`predict` reads (and, for a shaped model, the one
+    ``Report.layers`` names), so ``capture(model, x)[row.node]`` is the tensor a row
+    predicts. The model runs in its current mode, without gradients; nothing is modified.
+
+    Args:
+        model: a ``torch.nn.Module``.
+        inputs: one input batch.
+
+    Returns:
+        A dict: node name -> tensor (detached).
+
+    Example:
+        >>> import torch, kernelshape as ks
+        >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh())
+        >>> rows = ks.torch.predict(model, torch.zeros(1, 4), q0=1.0)
+        >>> ks.torch.capture(model, torch.ones(3, 4))[rows[0].node].shape
+        torch.Size([3, 8])
+    """
+    gm = graph_module(model, inputs)
+    seen = {}
+
+    class _Recorder(torch.fx.Interpreter):
+        def run_node(self, n):
+            out = super().run_node(n)
+            if isinstance(out, torch.Tensor):
+                seen[n.name] = out.detach()
+            return out
+
+    with torch.no_grad():
+        _Recorder(gm).run(inputs)
+    return seen
+
+
 @dataclasses.dataclass(frozen=True)
 class Report:
     """What :func:`shape` did.
@@ -271,7 +307,8 @@ def shape(model, example_input, *, method: str = "dks", zeta: float | None = Non
     _check_used(targets, transforms, method)
     _rewrite(gm, reader, transforms, pln)
     _initialize(reader, np.random.default_rng(seed))
-    shaped_reader = _Reader(gm).run()
+    # Read back as predict() and capture() will read the shaped model: the same node names.
+    shaped_reader = _Reader(graph_module(gm, example_input)).run()
     _raise(shaped_reader, "internal: the shaped model")
     bind = _binder(shaped_reader)
     report = Report(
