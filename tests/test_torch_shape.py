@@ -321,3 +321,23 @@ def test_row_and_report_fields_are_the_documented_ones():
     with pytest.raises(dataclasses.FrozenInstanceError):
         report.layers = ()
     assert {"network", "transforms", "layers"} <= {f.name for f in dataclasses.fields(report)}
+
+
+class _Concat(nn.Module):
+    """A quarter of the channels through an activation, the rest linear, concatenated."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.inp, self.out = nn.Linear(width, width), nn.Linear(width, width)
+        self.a, self.b = nn.Linear(width, width // 4), nn.Linear(width, 3 * width // 4)
+
+    def forward(self, x):
+        h = torch.tanh(self.inp(x))
+        return torch.tanh(self.out(torch.cat([torch.tanh(self.a(h)), self.b(h)], 1)))
+
+
+def test_concatenation_predictions_match_the_shaped_model():
+    x = _pairs(16, WIDTH, 1.0, 0.3, seed=5)
+    rows, predicted, mean, se = _monte_carlo(_Concat(WIDTH), x, zeta=1.5)
+    assert [r.kind for r in rows].count("cat") == 1
+    assert _agree(rows, predicted, mean, se) == 5
