@@ -23,7 +23,11 @@ TARGETS = {"dks": ("zeta",), "tat": ("tau", "eta")}
 
 def _read(model, example_input, shortcut_weight=None):
     """A private copy of ``model`` traced and read: (GraphModule, reader)."""
-    work = copy.deepcopy(model)
+    try:
+        work = copy.deepcopy(model)
+    except Exception as err:
+        raise ModelError(f"cannot copy the model (kernelshape reads and shapes a deep copy, "
+                         f"never the model itself): {type(err).__name__}: {err}") from err
     gm = graph_module(work, example_input)
     return gm, _Reader(gm, shortcut_weight).run()
 
