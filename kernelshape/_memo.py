@@ -7,6 +7,9 @@ polynomials) is reused by every later call with the same input: a DKS solve from
 costs what a solve with a kept object costs. Sharing is safe because these objects are
 read-only (:class:`~kernelshape.errors.ImmutableError` on assignment).
 
+:func:`activation_key` gives an :func:`~kernelshape.activation` call its key, and
+:class:`ReadOnlyValues` holds a shared Activation's parameter values.
+
 A table keeps the ``maxsize`` most recently used entries (least recently used dropped
 first), so memory stays bounded however many distinct inputs a process sees. Errors are
 never stored: a bad input raises on every call.
@@ -17,7 +20,9 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
-__all__ = ["Memo"]
+from .errors import ImmutableError
+
+__all__ = ["Memo", "ReadOnlyValues", "activation_key"]
 
 
 class Memo:
@@ -70,3 +75,50 @@ class Memo:
 
     def __len__(self):
         return len(self._table)
+
+
+class ReadOnlyValues(dict):
+    """The fixed parameter values of an Activation: a dict that refuses changes.
+
+    Example:
+        >>> v = ReadOnlyValues(alpha=1.0)
+        >>> try:
+        ...     v["alpha"] = 2.0
+        ... except ImmutableError as err:
+        ...     print(type(err).__name__, dict(v))
+        ImmutableError {'alpha': 1.0}
+    """
+
+    def _refuse(self, *args, **kwargs):
+        raise ImmutableError("an Activation's parameter values are read-only; use "
+                             ".fix(name=value) for an activation with other values")
+
+    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _refuse
+    __ior__ = _refuse
+
+    def __reduce__(self):
+        return ReadOnlyValues, (dict(self),)
+
+
+def activation_key(spec, parameters, name, values):
+    """The canonical form of an :func:`activation` call, or None (not memoized) when an
+    input has none: values other than int, float or None, unusual parameter lists."""
+    if type(spec) is str and not (parameters or values) and name is None:
+        return spec   # the common call, activation("tanh"): the text is the key
+    import sympy as sp  # only reached once sympy is loaded: no import cost here
+
+    if isinstance(spec, str):
+        head = ("text", spec)
+    elif isinstance(spec, sp.Basic):
+        head = ("sympy", sp.srepr(spec))   # carries the symbols' assumptions too
+    else:
+        return None
+    if not (isinstance(parameters, tuple) and all(type(p) is str for p in parameters)):
+        return None
+    if not (name is None or type(name) is str):
+        return None
+    if not all(v is None or type(v) in (int, float) for v in values.values()):
+        return None
+    # repr keeps what == would merge: -0.0 and 0.0, 1 and 1.0 (True is not an int here)
+    fixed = tuple(sorted((k, type(v).__name__, repr(v)) for k, v in values.items()))
+    return head, parameters, name, fixed

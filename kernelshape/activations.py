@@ -21,7 +21,7 @@ import sympy as sp
 
 from . import _structure
 from ._builtins import BUILTIN_ACTIVATIONS, suggest
-from ._memo import Memo
+from ._memo import Memo, ReadOnlyValues, activation_key
 from .errors import (
     ActivationError,
     ExpressionError,
@@ -109,20 +109,6 @@ class Piece:
     branch: int
 
 
-class _Values(dict):
-    """The fixed parameter values of an Activation: a dict that refuses changes."""
-
-    def _refuse(self, *args, **kwargs):
-        raise ImmutableError("an Activation's parameter values are read-only; use "
-                             ".fix(name=value) for an activation with other values")
-
-    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _refuse
-    __ior__ = _refuse
-
-    def __reduce__(self):
-        return _Values, (dict(self),)
-
-
 class Activation:
     """An activation function ``phi(x)`` as a sympy expression, with parameters.
 
@@ -162,7 +148,7 @@ class Activation:
                     f"unknown parameter {key!r}; this activation has parameters "
                     f"{sorted(self._symbols) or 'none'}")
         self._template = expr  # with all parameters symbolic
-        self.values = _Values({k: _check_value(k, v) for k, v in values.items()})
+        self.values = ReadOnlyValues({k: _check_value(k, v) for k, v in values.items()})
         self.name = name
         self.expr = expr.subs({self._symbols[k]: _exact(v) for k, v in self.values.items()})
         self.base = self
@@ -177,7 +163,7 @@ class Activation:
         a, b, d, g = params
         new = cls.__new__(cls)
         new._symbols = {}
-        new.values = _Values()
+        new.values = ReadOnlyValues()
         new.name = None
         a_, b_, d_, g_ = (_exact(v) for v in params)
         new.expr = g_ * (base.expr.subs(X, a_ * X + b_) + d_)
@@ -616,35 +602,13 @@ def activation(spec, *, parameters=(), name: str | None = None, **values) -> Act
         return spec.fix(**values) if values else spec
     if isinstance(parameters, (list, tuple)):
         parameters = tuple(parameters)
-    key = _memo_key(spec, parameters, name, values)
+    key = activation_key(spec, parameters, name, values)
     return _MEMO.get(key, lambda: _build(spec, parameters, name, values))
 
 
 #: One Activation per canonical input (name or text or sympy expression, parameter names,
 #: label, values with their types): the sympy analysis runs once per process and input.
 _MEMO = Memo(512)
-
-
-def _memo_key(spec, parameters, name, values):
-    """The canonical form of an :func:`activation` call, or None (not memoized) when an
-    input has none: values other than int, float or None, unusual parameter lists."""
-    if type(spec) is str and not (parameters or values) and name is None:
-        return spec   # the common call, activation("tanh"): the text is the key
-    if isinstance(spec, str):
-        head = ("text", spec)
-    elif isinstance(spec, sp.Basic):
-        head = ("sympy", sp.srepr(spec))   # carries the symbols' assumptions too
-    else:
-        return None
-    if not (isinstance(parameters, tuple) and all(type(p) is str for p in parameters)):
-        return None
-    if not (name is None or type(name) is str):
-        return None
-    if not all(v is None or type(v) in (int, float) for v in values.values()):
-        return None
-    # repr keeps what == would merge: -0.0 and 0.0, 1 and 1.0 (True is not an int here)
-    fixed = tuple(sorted((k, type(v).__name__, repr(v)) for k, v in values.items()))
-    return head, parameters, name, fixed
 
 
 def _build(spec, parameters, name, values) -> Activation:
