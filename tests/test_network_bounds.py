@@ -29,6 +29,31 @@ def test_dks_networks_meet_the_bounds(net, zeta):
     assert len(b.subnetworks) == 1 + len(net._subnetworks)
 
 
+@pytest.mark.parametrize("zeta", [1.001, 1.01])
+def test_residual_branches_meet_theorem_27_near_the_identity(zeta):
+    # Unnormalized, a layer in a branch with shortcut weight 0.6 keeps Theta_i -> 0.64 c as
+    # zeta -> 1 (the linear residual net's own value): reported as ntk_deviation_raw. After
+    # dividing by lambda_i (the identity-activation value) the deviation is O(zeta - 1).
+    t = ks.dks(ks.activation("tanh"), network=RESNET, zeta=zeta)
+    b = bounds(t, RESNET, zeta=zeta, points=101)
+    assert b.violations == ()
+    assert 0 < b.ntk_deviation <= b.ntk_bound
+    assert b.ntk_deviation_raw == pytest.approx(0.36, abs=0.02)      # = w^2 as zeta -> 1
+
+
+def test_layer_ntks_normalized_by_the_linear_network():
+    # With the identity as activation, every normalized per-layer NTK is c exactly, and the
+    # unnormalized ones are lambda_i c: 1 - w^2 in a branch, 1 for the stem and the head.
+    identity = ks.activation("x")
+    c = np.linspace(-1, 1, 5)
+    raw = RESNET.layer_ntks(identity, c)
+    np.testing.assert_allclose(RESNET.layer_ntks(identity, c, normalized=True),
+                               np.tile(c, (len(raw), 1)), rtol=0, atol=1e-15)
+    lambdas = raw[:, -1]
+    assert lambdas[0] == pytest.approx(1.0) and lambdas[-1] == pytest.approx(1.0)
+    np.testing.assert_allclose(lambdas[1:-1], 1 - 0.6 ** 2, rtol=1e-14)
+
+
 def test_measured_quantities_are_the_maps():
     relu = ks.activation("relu")
     net = ks.chain(ks.linear(), ks.nonlinear(), ks.linear())

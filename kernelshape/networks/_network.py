@@ -212,14 +212,14 @@ class Network:
         """
         return self._ntk(phi, c, q, None)
 
-    def _ntk(self, phi, c, q, target):
+    def _ntk(self, phi, c, q, target, linear=False):
         phi = _as_activation(phi)
         q = _check_second_moment("q", q)
         c = _check_c(c)
         self._check_structure(ntk=True)
         k12 = q * np.asarray(c, dtype=np.float64)
         start = (q, k12, 0.0, np.zeros_like(k12))
-        rules = _scalar.NTKRules(phi, target)
+        rules = (_scalar.LinearNTKRules if linear else _scalar.NTKRules)(phi, target)
         if target is None:
             out = _evaluate((self,), start, rules)[0][3]
         else:   # layer indices count program steps: no memoized walk
@@ -231,15 +231,32 @@ class Network:
         return sum(1 for op, node in _program(self)
                    if op == _LAYER and node._scalar_role == "affine" and not node.skip)
 
-    def layer_ntks(self, phi, c, *, q=1.0):
+    def layer_ntks(self, phi, c, *, q=1.0, normalized=False):
         """Per-layer NTKs ``Theta_i(x, x')``: the part of :meth:`ntk` from each dense or
         conv layer's parameters, in program order (Martens et al. 2021, Theorem 27).
 
+        Args:
+            phi: activation of unbound ``nonlinear()`` layers (None if all are bound).
+            c: input cosine similarity (scalar or array).
+            q: input second moment.
+            normalized: divide each ``Theta_i`` by ``lambda_i``, its value at ``c = 1``
+                in the same network with every activation replaced by the identity, so
+                that the linear network gives ``Theta_i = c`` exactly. Theorem 27 compares
+                against ``x.x' / d_0``, which only this normalization makes the identity's
+                value in networks with weighted sums (a layer in a residual branch with
+                shortcut weight ``w`` has ``lambda_i = 1 - w^2``); in an MLP with unit
+                weight variances ``lambda_i = 1`` and nothing changes.
+
         Returns:
-            An array of shape ``(layers, *c.shape)``; the rows sum to :meth:`ntk`.
+            An array of shape ``(layers, *c.shape)``; unnormalized, the rows sum to
+            :meth:`ntk`.
         """
         count = self._n_parameterized()
-        return np.array([self._ntk(phi, c, q, i) for i in range(count)])
+        rows = np.array([self._ntk(phi, c, q, i) for i in range(count)])
+        if normalized:
+            scale = np.array([self._ntk(phi, 1.0, 1.0, i, linear=True) for i in range(count)])
+            rows = rows / scale.reshape((count,) + (1,) * (rows.ndim - 1))
+        return rows
 
     def kernel(self, X, *, ntk: bool = False, phi=None):
         """NNGP (and NTK) of the network on a batch of inputs, over (input, position) pairs.

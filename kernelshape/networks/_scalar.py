@@ -201,6 +201,22 @@ class NTKRules:
         return tuple(sum(s * o[i] for s, o in zip(node.squares, outs)) for i in range(4))
 
 
+class LinearNTKRules(NTKRules):
+    """:class:`NTKRules` of the same network with every activation replaced by the
+    identity: the reference against which Theorem 27 compares each per-layer NTK.
+
+    In that linear network ``Theta_i(x, x') = lambda_i x.x' / d_0``, where ``lambda_i`` is
+    the product of the squared sum weights (and weight variances) on the paths from layer
+    ``i`` to the output: ``1`` in an MLP, ``1 - w^2`` for a layer inside a residual branch
+    with shortcut weight ``w``.
+    """
+
+    def leaf(self, node, state):
+        if node._scalar_role == "nonlinear":
+            return state
+        return super().leaf(node, state)
+
+
 class GaussianRules:
     """Whether a layer's input is a Gaussian pre-activation (output of a dense or conv
     layer, averaged or summed): layer norm's kernel rule holds only there."""
