@@ -113,3 +113,21 @@ def test_codegen_is_not_reached_from_transform_methods():
     from kernelshape.transforms.result import Transform
     for method in ("emit", "as_numpy", "as_jax", "as_torch"):
         assert not hasattr(Transform, method), method
+
+
+def test_networks_modules_import_one_way_even_lazily():
+    # issue 15 ("shape of the code"): _nodes and _walk imported each other; the networks
+    # package is now a DAG counting imports inside functions too.
+    edges = _graph(level="any")
+    inner = {m: {t for t in targets if t.startswith("kernelshape.networks.")}
+             for m, targets in edges.items() if m.startswith("kernelshape.networks.")}
+    assert _cycles_through(inner, ("kernelshape.networks.",)) == []
+
+
+@pytest.mark.parametrize("adapter", ["kernelshape.torch", "kernelshape.jax"])
+def test_the_core_never_imports_the_model_adapters(adapter):
+    edges = _graph(level="any")
+    users = sorted(m for m, targets in edges.items()
+                   if not m.startswith(adapter) and m != "kernelshape"
+                   and any(t.startswith(adapter) for t in targets))
+    assert users == []
