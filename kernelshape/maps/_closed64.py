@@ -608,24 +608,37 @@ def _row(spec, affine, q):
     return SLOPES, p, qn
 
 
+_F64 = np.dtype(np.float64)
+
+
 def fast_c_map(act, c, q, order):
     """``C^(order)`` at a float64 array ``c`` through the closed form, or None (no closed
-    form, or an argument the general route must check and report: it raises there)."""
-    if type(order) is not int or not 0 <= order <= 2 or c.dtype != np.float64:
+    form, or an argument the general route must check and report: it raises there).
+
+    The per-call work is a dictionary hit (``(loops, row)`` per activation and q, only
+    valid q's stored), the output allocation and the compiled loop, which checks c."""
+    if c.dtype != _F64 or type(order) is not int or not 0 <= order <= 2:
         return None
-    if type(q) is not float:
-        if type(q) is not int:
+    cache = act.__dict__.get("_closed64_fast")
+    hit = None if cache is None else cache.get(q)
+    if hit is None:
+        if type(q) is not float and type(q) is not int or not 0.0 < q < math.inf:
             return None
-        q = float(q)
-    if not (q > 0.0 and q < math.inf):
-        return None
-    found = constants(act, q)
-    if found is None:
-        return None
-    kind, row, _ = found
-    flat = c.reshape(-1) if c.flags.c_contiguous else np.ascontiguousarray(c).reshape(-1)
-    out = np.empty(flat.shape[0])
-    mod = _MODULE[0] if _MODULE else kernels()
-    if mod.c_map(kind, order, row, flat, out):
+        found = constants(act, float(q))
+        if found is None:
+            return None
+        mod = kernels()
+        hit = (tuple(getattr(mod, f"_loop_{found[0]}_{k}") for k in range(3)), found[1])
+        if cache is None or len(cache) > 64:
+            cache = act.__dict__["_closed64_fast"] = {}
+        cache[q] = hit
+    if c.ndim == 1 and c.strides[0] == 8:
+        out = np.empty_like(c)
+        if hit[0][order](hit[1], c, out):
+            return None
+        return out
+    flat = c.reshape(-1)   # a copy when c is not contiguous
+    out = np.empty_like(flat)
+    if hit[0][order](hit[1], flat, out):
         return None
     return out.reshape(c.shape)
