@@ -14,6 +14,11 @@ loads the numba module. The z-range is ``|z| <= 10 + 2.2 alpha growth``, widened
 
 Routes, chosen per (activation, q) and cached on the activation:
 
+* **Closed forms** (erf, gelu's erf form, sin and cos, Gaussians, ReLU / leaky ReLU / abs;
+  :mod:`kernelshape.maps._closed64`): one compiled loop per call, no temporaries. The
+  public :func:`kernelshape.maps.c_map` sends float64 arrays there before its numpy checks
+  (the loop checks c itself); everything below serves the other activations. Long arrays
+  go through the routes below in chunks of ``_CHUNK`` values (bounded temporaries).
 * **Q, Q', Q''**: composite Gauss-Legendre quadrature split at the kinks of
   ``Q^(k)(q) = E[h He_2k(z)] / (2 q)^k``, ``h = f^2`` (no Dirac terms), or of the same
   integrated by parts twice (``h'' = 2 (f'^2 + f f'')`` plus jump terms at kinks), whichever
