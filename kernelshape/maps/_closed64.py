@@ -230,6 +230,47 @@ def start(c, order, x, d1, d2):
 
 
 @njit(cache=_CACHE, error_model="numpy", fastmath=_FM)
+def _window_axis(k, taps, out):
+    """out[a, i, j, b, p, m] = sum over taps u of k[a, i + u, j, b, p + u, m] (entries
+    outside k count 0): the window sum along the second axis pair, each output summed in
+    a register over its valid taps, the innermost loop contiguous."""
+    n, s1, s2 = k.shape[0], k.shape[1], k.shape[2]
+    o1 = out.shape[1]
+    for a in range(n):
+        for i in range(o1):
+            for j in range(s2):
+                for b in range(n):
+                    for p in range(o1):
+                        for m in range(s2):
+                            out[a, i, j, b, p, m] = 0.0
+                        for u in taps:
+                            ii, pp = i + u, p + u
+                            if 0 <= ii < s1 and 0 <= pp < s1:
+                                for m in range(s2):
+                                    out[a, i, j, b, p, m] += k[a, ii, j, b, pp, m]
+
+
+@njit(cache=_CACHE, error_model="numpy", fastmath=_FM)
+def window_sum(k, t1, t2, norm, out):
+    """out[a, i, j, b, p, m] = sum over taps (u, v) of k[a, i + u, j + v, b, p + u, m + v]
+    (entries outside k count 0) / norm: a convolution's aligned window average of a kernel
+    over (input, position) pairs, two spatial axes (kernelshape.networks._kernels);
+    separable, one axis pair at a time."""
+    n, s2 = k.shape[0], k.shape[2]
+    o1, o2 = out.shape[1], out.shape[2]
+    half = np.empty((n, o1, s2, n, o1, s2))
+    _window_axis(k, t1, half)
+    # the third axis pair: swap the two spatial axes, sum, swap back
+    swapped = np.ascontiguousarray(half.transpose(0, 2, 1, 3, 5, 4))
+    done = np.empty((n, o2, o1, n, o2, o1))
+    _window_axis(swapped, t2, done)
+    out[...] = done.transpose(0, 2, 1, 3, 5, 4)
+    flat = out.reshape(-1)
+    for i in range(flat.shape[0]):
+        flat[i] /= norm
+
+
+@njit(cache=_CACHE, error_model="numpy", fastmath=_FM)
 def affine(a, b, m, order, x, d1, d2):
     """A dense layer on the scalar path: x -> (a x + b) / m, derivatives times a / m."""
     ratio = a / m
@@ -270,7 +311,8 @@ def _loops():
 
 
 def _layers():
-    return "\n".join(_LAYER.format(kind=k, fn=FUNCTIONS[k]) for k in range(5))
+    return "\n".join(t.format(kind=k, fn=FUNCTIONS[k]) for k in range(5)
+                     for t in (_LAYER, _DUAL))
 
 
 _LAYER = '''
@@ -299,6 +341,24 @@ def layer_{kind}(p, order, x, d1, d2):
             d1[i] = g1 * d
             v = {fn}(0, row, xi)
             x[i] = 1.0 if xi >= 1.0 else v
+'''
+
+_DUAL = '''
+@njit(cache=_CACHE, error_model="numpy", fastmath=_FM)
+def dual_{kind}(p, q, big_q, k12, value, slope):
+    """value = Q C(c), slope = Q C'(c) / q at c = k12 / q clipped to [-1, 1] (slope only
+    when it has the size of k12): E[phi(u) phi(v)] and E[phi'(u) phi'(v)] of a layer."""
+    row = (p[0], p[1], p[2], p[3], p[4], p[5], p[6])
+    n = k12.shape[0]
+    for i in range(n):
+        x = min(max(k12[i] / q, -1.0), 1.0)
+        v = {fn}(0, row, x)
+        value[i] = big_q * (1.0 if x == 1.0 else v)
+    if slope.shape[0] == n:
+        scale = big_q / q
+        for i in range(n):
+            x = min(max(k12[i] / q, -1.0), 1.0)
+            slope[i] = scale * {fn}(1, row, x)
 '''
 
 #: The Chebyshev fit of _asin_small, lowest power first (see its docstring).
@@ -426,6 +486,14 @@ def _check(module, name):
     from .._jitnumba import _interpreted, is_finite_close
     xs = np.array([-1.0, -0.7, -0.3, 0.0, 0.4, 0.95, 1.0])
     fn = getattr(module, name)
+    if name == "window_sum":
+        k = np.arange(2 * 3 * 2 * 2 * 3 * 2, dtype=np.float64).reshape(2, 3, 2, 2, 3, 2)
+        taps = np.array([-1, 0, 1])
+        out = np.empty_like(k)
+        fn(k, taps, taps, 9.0, out)
+        want = np.empty_like(k)
+        _interpreted(module)["window_sum"](k, taps, taps, 9.0, want)
+        return None if np.array_equal(out, want) else "window_sum disagrees with its source"
     if name in ("start", "affine"):
         x, d1, d2 = np.empty_like(xs), np.empty_like(xs), np.empty_like(xs)
         bad = module.start(np.append(xs[:-1], 1.0 + 4e-16), 2, x, d1, d2)
@@ -442,6 +510,11 @@ def _check(module, name):
     if name.startswith("loop"):
         got = [np.empty_like(xs)]
         fn(p, xs, got[0])
+    elif name.startswith("dual"):
+        orders = [0, 1]
+        got = [np.empty_like(xs), np.empty_like(xs)]
+        fn(p, 2.0, 3.0, 2.0 * xs, *got)
+        got = [got[0] / 3.0, got[1] * 2.0 / 3.0]
     else:
         got = [xs.copy(), np.ones_like(xs), np.zeros_like(xs)]
         fn(p, 2, *got)

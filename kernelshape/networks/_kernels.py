@@ -28,7 +28,7 @@ import math
 import numpy as np
 
 from ..errors import DomainError, NetworkError
-from ._dual import expectations
+from ._dual import expectations, one_q_cov
 
 
 @dataclasses.dataclass(frozen=True)
@@ -214,6 +214,8 @@ def _spatial_params(value, spatial, what):
 
 def _spatial_op(st, node, sizes, strides, aligned, offsets_of, norm_of):
     d, spatial = len(st.spatial), list(st.spatial)
+    if aligned and d <= 2 and all(s == 1 for s in strides):
+        return _aligned_compiled(st, node, sizes, offsets_of, norm_of)
 
     def fn(arr, lead):
         for ax, (w, s) in enumerate(zip(sizes, strides)):
@@ -224,6 +226,37 @@ def _spatial_op(st, node, sizes, strides, aligned, offsets_of, norm_of):
 
     _linear_op(st, fn)
     st.spatial = tuple(spatial)
+    return st
+
+
+def _aligned_compiled(st, node, sizes, offsets_of, norm_of):
+    """A stride-1 convolution's window average in one compiled pass per kernel (NNGP, NTK),
+    one or two spatial axes: no padded copies, no pass per tap."""
+    from ..maps._closed64 import compiled
+    d, n = len(st.spatial), st.k.shape[0]
+    shape, outs, taps, norm = [], [], [], 1.0
+    for ax in range(2):
+        if ax < d:
+            size, w = st.spatial[ax], sizes[ax]
+            out, lo, _ = _padding(size, w, 1, node.padding, repr(node))
+            taps.append(np.array(offsets_of(w), dtype=np.int64) - lo)
+            norm *= norm_of(w)
+        else:
+            size, out = 1, 1
+            taps.append(np.zeros(1, dtype=np.int64))
+        shape.append(size)
+        outs.append(out)
+    window_sum = compiled("window_sum")
+
+    def one(arr):
+        src = np.ascontiguousarray(arr).reshape(n, shape[0], shape[1], n, shape[0], shape[1])
+        dst = np.empty((n, outs[0], outs[1], n, outs[0], outs[1]))
+        window_sum(src, taps[0], taps[1], float(norm), dst)
+        return dst.reshape((n,) + tuple(outs[:d]) + (n,) + tuple(outs[:d]))
+
+    st.k = one(st.k)
+    st.t = None if st.t is None else one(st.t)
+    st.spatial = tuple(outs[:d])
     return st
 
 
@@ -291,12 +324,22 @@ def _nonlinear(node, st, phi):
     blocks = _blocks(size)
     flat = st.k.reshape(size, size)
     values = np.concatenate([flat[r, c].ravel() for r, c in blocks])
+    q = float(diag[0])
+    if q > 0.0 and math.isfinite(q) and np.all(diag == q):
+        # one second moment everywhere (dense nets, and convs on inputs of equal norms
+        # per position): no per-entry pairs of second moments to build
+        value, slope = one_q_cov(_phi_of(node, phi), q, values, st.t is not None)
+        return _finish_nonlinear(st, value, slope, blocks, size)
     first = np.concatenate([np.broadcast_to(diag[r, None], (r.stop - r.start, c.stop - c.start))
                             .ravel() for r, c in blocks])
     second = np.concatenate([np.broadcast_to(diag[None, c], (r.stop - r.start, c.stop - c.start))
                              .ravel() for r, c in blocks])
     value, slope = expectations(_phi_of(node, phi), first, second, values,
                                 derivative=st.t is not None)
+    return _finish_nonlinear(st, value, slope, blocks, size)
+
+
+def _finish_nonlinear(st, value, slope, blocks, size):
     st.k = _assemble(value, blocks, size).reshape(st.k.shape)
     if st.t is not None:
         st.t = st.t * _assemble(slope, blocks, size).reshape(st.t.shape)
