@@ -312,7 +312,7 @@ def _loops():
 
 def _layers():
     return "\n".join(t.format(kind=k, fn=FUNCTIONS[k]) for k in range(5)
-                     for t in (_LAYER, _DUAL))
+                     for t in (_LAYER, _DUAL, _PAIRS))
 
 
 _LAYER = '''
@@ -359,6 +359,30 @@ def dual_{kind}(p, q, big_q, k12, value, slope):
         for i in range(n):
             x = min(max(k12[i] / q, -1.0), 1.0)
             slope[i] = scale * {fn}(1, row, x)
+'''
+
+_PAIRS = '''
+@njit(cache=_CACHE, error_model="numpy", fastmath=_FM)
+def pairs_{kind}(p, big_q, q, homogeneous, k, diag, t, k_out, t_out):
+    """An element-wise layer on a symmetric kernel matrix k (and the NTK t, when it has k's
+    size), entries (r, c) with r <= c computed, mirrored: c = k / s, value A C(c), slope
+    B C'(c); one second moment q (s = q, A = Q(q), B = Q(q) / q), or a positively
+    homogeneous phi (s = sqrt(d_r d_c) from the diagonal, A = Q(1) s, B = Q(1))."""
+    row = (p[0], p[1], p[2], p[3], p[4], p[5], p[6])
+    size = k.shape[0]
+    ntk = t.shape[0] == size
+    for r in range(size):
+        for c in range(r, size):
+            s = math.sqrt(diag[r] * diag[c]) if homogeneous else q
+            x = min(max(k[r, c] / s, -1.0), 1.0)
+            v = {fn}(0, row, x)
+            v = big_q * (1.0 if x == 1.0 else v) * (s if homogeneous else 1.0)
+            k_out[r, c] = v
+            k_out[c, r] = v
+            if ntk:
+                g = {fn}(1, row, x) * (big_q if homogeneous else big_q / q)
+                t_out[r, c] = t[r, c] * g
+                t_out[c, r] = t[c, r] * g
 '''
 
 #: The Chebyshev fit of _asin_small, lowest power first (see its docstring).
@@ -510,6 +534,13 @@ def _check(module, name):
     if name.startswith("loop"):
         got = [np.empty_like(xs)]
         fn(p, xs, got[0])
+    elif name.startswith("pairs"):
+        orders = [0, 1]
+        k = np.outer(xs, xs)
+        got = [np.empty_like(k), np.empty_like(k)]
+        fn(p, 3.0, 2.0, False, 2.0 * k, np.full(xs.size, 2.0), np.ones_like(k), *got)
+        xs = np.outer(xs, xs).ravel()
+        got = [got[0].ravel() / 3.0, got[1].ravel() * 2.0 / 3.0]
     elif name.startswith("dual"):
         orders = [0, 1]
         got = [np.empty_like(xs), np.empty_like(xs)]

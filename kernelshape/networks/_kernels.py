@@ -321,6 +321,9 @@ def _nonlinear(node, st, phi):
     size = _size(st)
     k11, _ = _outer(st.k, st.spatial)
     diag = k11.reshape(size)
+    fused = _nonlinear_compiled(_phi_of(node, phi), st, diag, size)
+    if fused is not None:
+        return fused
     blocks = _blocks(size)
     flat = st.k.reshape(size, size)
     values = np.concatenate([flat[r, c].ravel() for r, c in blocks])
@@ -337,6 +340,32 @@ def _nonlinear(node, st, phi):
     value, slope = expectations(_phi_of(node, phi), first, second, values,
                                 derivative=st.t is not None)
     return _finish_nonlinear(st, value, slope, blocks, size)
+
+
+def _nonlinear_compiled(phi, st, diag, size):
+    """The element-wise rule in one compiled pass over the upper triangle (closed forms;
+    one second moment, or a positively homogeneous phi), or None."""
+    from ..maps import _closed64, q_map
+    from ._dual import _positively_homogeneous
+    q = float(diag[0])
+    if not (np.all(diag > 0.0) and np.all(np.isfinite(diag))):
+        return None   # the general route reports it
+    one_q = bool(np.all(diag == q))
+    if not one_q and not _positively_homogeneous(phi):
+        return None
+    at = q if one_q else 1.0
+    found = _closed64.constants(phi, at)
+    if found is None:
+        return None
+    k = np.ascontiguousarray(st.k).reshape(size, size)
+    k_out = np.empty_like(k)
+    t = k[:0] if st.t is None else np.ascontiguousarray(st.t).reshape(size, size)
+    t_out = np.empty_like(t)
+    _closed64.compiled(f"pairs_{found[0]}")(found[1], q_map(phi, at), at, not one_q, k, diag,
+                                            t, k_out, t_out)
+    st.k = k_out.reshape(st.k.shape)
+    st.t = None if st.t is None else t_out.reshape(st.t.shape)
+    return st
 
 
 def _finish_nonlinear(st, value, slope, blocks, size):
