@@ -19,7 +19,7 @@ import pytest
 import kernelshape as ks
 from kernelshape.errors import DomainError, KernelShapeError
 from kernelshape.maps import _closed64, fast
-from kernelshape.networks import _walk
+from kernelshape.networks import _kernels, _walk
 from kernelshape.networks._scalar import MapRules
 
 REFERENCE = os.path.join(os.path.dirname(__file__), "reference", "maps.json")
@@ -180,3 +180,23 @@ def test_module_cached_on_disk_and_loaded_from_it(tmp_path):
     assert int(runs[1].stdout.split()[-1]) > 0
     key, text = _closed64._module_text()
     assert (tmp_path / "cache" / f"{key}.py").read_text() == text
+
+
+@pytest.mark.parametrize("name, conv", [("relu", True), ("erf", False), ("abs(x)", True)])
+def test_kernels_on_inputs_match_the_general_route(name, conv, monkeypatch):
+    # the compiled window sums and element-wise passes against the numpy route (closed
+    # forms switched off): same NNGP and NTK to rounding
+    x = np.random.default_rng(1).standard_normal((3, 5, 4, 2) if conv else (4, 6))
+    if conv:
+        layers = [ks.conv((3, 2), sigma_w=1.3, sigma_b=0.2), ks.nonlinear(name),
+                  ks.conv(3, sigma_w=1.1, padding="valid", init="delta"), ks.nonlinear(name),
+                  ks.global_avg_pool(), ks.linear()]
+    else:
+        layers = [ks.linear(sigma_w=1.4, sigma_b=0.1), ks.nonlinear(name)] * 3 + [ks.linear()]
+    net = ks.chain(*layers)
+    fused = net.kernel(x, ntk=True)
+    monkeypatch.setattr(_closed64, "constants", lambda act, q: None)
+    monkeypatch.setattr(_kernels, "COMPILED", False)
+    plain = ks.chain(*layers).kernel(x, ntk=True)
+    assert np.allclose(fused.nngp, plain.nngp, rtol=1e-13, atol=1e-15)
+    assert np.allclose(fused.ntk, plain.ntk, rtol=1e-13, atol=1e-15)

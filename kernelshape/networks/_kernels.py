@@ -30,6 +30,10 @@ import numpy as np
 from ..errors import DomainError, NetworkError
 from ._dual import expectations, one_q_cov
 
+#: Stride-1 convolutions and closed-form element-wise layers in compiled passes
+#: (:mod:`kernelshape.maps._closed64`); False: the numpy route for every layer.
+COMPILED = True
+
 
 @dataclasses.dataclass(frozen=True)
 class Kernel:
@@ -214,7 +218,7 @@ def _spatial_params(value, spatial, what):
 
 def _spatial_op(st, node, sizes, strides, aligned, offsets_of, norm_of):
     d, spatial = len(st.spatial), list(st.spatial)
-    if aligned and d <= 2 and all(s == 1 for s in strides):
+    if COMPILED and aligned and d <= 2 and all(s == 1 for s in strides):
         return _aligned_compiled(st, node, sizes, offsets_of, norm_of)
 
     def fn(arr, lead):
@@ -321,7 +325,7 @@ def _nonlinear(node, st, phi):
     size = _size(st)
     k11, _ = _outer(st.k, st.spatial)
     diag = k11.reshape(size)
-    fused = _nonlinear_compiled(_phi_of(node, phi), st, diag, size)
+    fused = _nonlinear_compiled(_phi_of(node, phi), st, diag, size) if COMPILED else None
     if fused is not None:
         return fused
     blocks = _blocks(size)
