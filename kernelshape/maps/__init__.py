@@ -13,7 +13,10 @@ One public entry per quantity (THEORY.md §1; Martens et al. 2021, §3), three r
 
 Arguments are validated once, here. ``c`` may exceed ``[-1, 1]`` by rounding: values within
 ``C_SLACK`` (about 4 ulp) of the interval are clipped to it, anything further raises
-:class:`~kernelshape.errors.DomainError`.
+:class:`~kernelshape.errors.DomainError`. A float64 array for an activation with a closed
+form (:mod:`kernelshape.maps._closed64`) skips the numpy checks: its compiled loop checks
+every value as it goes, and any bad argument sends the call through the checks here, which
+report it. Long arrays are checked in chunks (no full-size temporaries).
 """
 
 from __future__ import annotations

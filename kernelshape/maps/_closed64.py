@@ -285,7 +285,16 @@ def _slopes(base, x, sp):
 def constants(act, q):
     """``(kind, row, Q)``: the kernel's kind code, its constants at input ``q`` and the Q
     map ``E[phi(sqrt(q) z)^2]``; None when no closed form covers the activation (kept on
-    the activation per q)."""
+    the activation per q).
+
+    Example:
+        >>> from kernelshape import activation
+        >>> kind, row, big_q = constants(activation("relu"), 3.0)
+        >>> kind == SLOPES, round(big_q, 12)          # Q(q) = q / 2
+        (True, 1.5)
+        >>> constants(activation("tanh"), 1.0) is None
+        True
+    """
     cache = act.__dict__.get("_closed64_rows")
     if cache is None:
         cache = act.__dict__["_closed64_rows"] = {}
@@ -371,7 +380,16 @@ def fast_c_map(act, c, q, order):
     form, or an argument the general route must check and report: it raises there).
 
     The per-call work is a dictionary hit (``(loops, row)`` per activation and q, only
-    valid q's stored), the output allocation and the compiled loop, which checks c."""
+    valid q's stored), the output allocation and the compiled loop, which checks c.
+
+    Example:
+        >>> import numpy as np
+        >>> from kernelshape import activation
+        >>> fast_c_map(activation("relu"), np.array([0.0, 1.0]), 1.0, 0) * np.pi
+        array([1.        , 3.14159265])
+        >>> fast_c_map(activation("relu"), np.array([2.0]), 1.0, 0) is None   # reported later
+        True
+    """
     if c.dtype != _F64 or type(order) is not int or not 0 <= order <= 2:
         return None
     cache = act.__dict__.get("_closed64_fast")

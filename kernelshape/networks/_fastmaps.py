@@ -23,7 +23,15 @@ _PLANS = 16
 
 
 def closed_c_map(net, phi, c, q, order):
-    """``C_f^(order)`` at the (checked) array ``c`` through closed forms, or None."""
+    """``C_f^(order)`` at the (checked) array ``c`` through closed forms, or None.
+
+    Example:
+        >>> import numpy as np
+        >>> from kernelshape import activation, chain, linear, nonlinear
+        >>> net = chain(linear(sigma_w=2.0), nonlinear())
+        >>> closed_c_map(net, activation("relu"), np.array([1.0]), 1.0, 1)   # C'(1) = 1
+        array([1.])
+    """
     plan = _plan(net, phi, q)
     if plan is None:
         return None
