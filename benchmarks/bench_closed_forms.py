@@ -24,8 +24,9 @@ erf network (``linear(sigma_w=2, sigma_b=0.5)`` and erf, 50 times): C, C', C''.
 
 Both sides run with one BLAS/XLA thread. The values of both sides are compared (max
 relative difference printed) before the ratio ``ks / NT`` (below 1: kernelshape faster).
-Then: NNGP + NTK on inputs (``benchmarks/bench_kernels.py``'s network, both sides), and the
-extra memory of one 10^7-value C map (tracemalloc peak beyond the output array).
+Then: NNGP + NTK on inputs (``benchmarks/bench_kernels.py``'s network and timing, both
+sides), and the extra memory of one 10^7-value C map (tracemalloc peak beyond the output
+array; tanh: the general Hermite-series route, in chunks).
 """
 
 from __future__ import annotations
@@ -242,10 +243,21 @@ def main(argv=None):
     print()
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path.insert(0, here)
-    import bench_kernels
-    bench_kernels.main(["--nt-python", args.nt_python, "--repeat", str(args.repeat)])
+    import bench_kernels  # its network, inputs and neural-tangents script
+    first, steady, k = bench_kernels.time_kernelshape(args.repeat)
+    nt_k = bench_kernels.time_neural_tangents(python, args.repeat)
+    label = (f"NNGP + NTK on inputs ({bench_kernels.DEPTH} conv + relu, pools; "
+             f"{bench_kernels.N} x {bench_kernels.SIZE}x{bench_kernels.SIZE}x"
+             f"{bench_kernels.CHANNELS})")
+    if nt_k is None:
+        print(f"{label}: ks {steady * 1e3:.1f} ms, NT not available")
+    else:
+        diff = float(np.max(np.abs(k.ntk - nt_k[3])) / np.max(np.abs(nt_k[3])))
+        print(f"{label}: ks {steady * 1e3:.1f} ms, NT {nt_k[1] * 1e3:.1f} ms, ks/NT "
+              f"{steady / nt_k[1]:.2f} (first calls {first:.2f} s / {nt_k[0]:.2f} s; NTK max "
+              f"difference / max entry {diff:.1e})")
     print()
-    for expr in ("erf", "relu", "exp(-x**2)"):
+    for expr in ("erf", "relu", "exp(-x**2)", "tanh"):
         extra, elapsed = memory_peak(expr)
         print(f"C map of {expr} at 10^7 values of c: {elapsed:.3f} s, extra memory beyond "
               f"the 80 MB output: {extra / 1e6:.2f} MB (tracemalloc peak)")

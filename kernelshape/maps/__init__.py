@@ -13,7 +13,10 @@ One public entry per quantity (THEORY.md §1; Martens et al. 2021, §3), three r
 
 Arguments are validated once, here. ``c`` may exceed ``[-1, 1]`` by rounding: values within
 ``C_SLACK`` (about 4 ulp) of the interval are clipped to it, anything further raises
-:class:`~kernelshape.errors.DomainError`.
+:class:`~kernelshape.errors.DomainError`. A float64 array for an activation with a closed
+form (:mod:`kernelshape.maps._closed64`) skips the numpy checks: its compiled loop checks
+every value as it goes, and any bad argument sends the call through the checks here, which
+report it. Long arrays are checked in chunks (no full-size temporaries).
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ MAX_DIGITS = 1000
 
 #: How far beyond [-1, 1] a correlation may stray by rounding and still be accepted (then clipped).
 C_SLACK = 1e-15
+
+#: Values per chunk when checking long arrays (bounded temporaries).
+_CHUNK = 32768
 
 
 def q_map(act, q, *, order: int = 0, digits: int | None = None):
@@ -264,8 +270,14 @@ def _check_array(name, value, digits):
                           f"{value!r}") from err
     if np.iscomplexobj(value):
         raise DomainError(f"{name} must be real, got complex {value!r}")
-    finite = np.isfinite(arr.astype(np.float64)) if arr.dtype == object else np.isfinite(arr)
-    if not np.all(finite):
+    if arr.dtype == object:
+        all_finite = bool(np.all(np.isfinite(arr.astype(np.float64))))
+    else:   # in chunks: a long array costs no full-size temporary
+        flat = arr.reshape(-1)
+        all_finite = all(np.isfinite(flat[lo:lo + _CHUNK]).all()
+                         for lo in range(0, flat.size, _CHUNK))
+    if not all_finite:
+        finite = np.isfinite(arr.astype(np.float64))
         bad = float(np.asarray(arr.astype(np.float64))[~finite].ravel()[0])
         raise DomainError(f"{name} must be finite, got {bad!r}"
                           + ("" if scalar else f" at index {np.argwhere(~finite)[0].tolist()}"))
@@ -310,6 +322,16 @@ def _check_q_values(q):
 
 
 def _check_c_values(c):
+    if c.dtype != object:
+        flat = c.reshape(-1)
+        outside = False
+        for lo in range(0, flat.size, _CHUNK):   # no full-size temporaries
+            size = np.abs(flat[lo:lo + _CHUNK])
+            if np.any(size > 1.0 + C_SLACK):
+                bad = float(flat[lo:lo + _CHUNK][size > 1.0 + C_SLACK][0])
+                raise DomainError(f"c must be a correlation in [-1, 1], got {bad!r}")
+            outside = outside or bool(np.any(size > 1.0))
+        return np.clip(c, -1.0, 1.0) if outside else c
     as_float = c.astype(np.float64)
     outside = np.abs(as_float) > 1.0
     if np.any(np.abs(as_float) > 1.0 + C_SLACK):

@@ -36,326 +36,27 @@ import threading
 
 import numpy as np
 
-__all__ = ["KINDS", "SOURCE", "closed_spec", "constants", "fast_c_map", "kernels"]
+from ._closed64_text import FUNCTIONS, SOURCE, module_text
+
+__all__ = ["KINDS", "SOURCE", "closed_spec", "compiled", "constants", "fast_c_map",
+           "kernels"]
 
 ERF, GELU, SIN, GAUSS, SLOPES = range(5)
 KINDS = {"erf": ERF, "gelu": GELU, "sin": SIN, "gauss": GAUSS, "slopes": SLOPES}
 #: Length of a constants row (the numba kernels index into it).
 WIDTH = 8
-_C_LIMIT = 1.0 + 1e-15   # maps.C_SLACK
-
-SOURCE = '''
-_TWO_PI = 2.0 * math.pi
-_R0, _R1, _R2, _R3, _R4, _R5, _R6, _R7, _R8, _R9 = RELU_SERIES
-_PIO2_HI = 1.5707963267948966
-_PIO2_LO = 6.123233995736766e-17
-_PI_HI = 3.141592653589793
-_PI_LO = 1.2246467991473532e-16
-
-
-@njit(cache=_CACHE, error_model="numpy", fastmath=_FM, inline="always")
-def _asin_small(w):
-    """asin(w) for 0 <= w <= 1/2 as ``w + w^3 P(w^2)``, P the degree-14 Chebyshev fit of
-    ``(asin(sqrt t) - sqrt t) / t^(3/2)`` on [0, 1/4] (mpmath, 40 digits; fit error 6e-20):
-    within 2 ulp, and a polynomial without branches, so loops over it vectorize."""
-    t = w * w
-    acc = {ASIN_HORNER}
-    return w + w * t * acc
-
-
-@njit(cache=_CACHE, error_model="numpy", fastmath=_FM, inline="always")
-def _exp(y):
-    """exp(y) for |y| <= 700: ``2^k exp(r)``, ``k = round(y / log 2)``, ``r`` reduced with a
-    two-part log 2, exp(r) (|r| <= 0.35) by its Taylor polynomial to r^13 (next term below
-    5e-18), 2^k from a table: within 2 ulp, branch-free (vectorizes)."""
-    k = math.floor(y * 1.4426950408889634 + 0.5)
-    r = (y - k * 0.6931471803691238) - k * 1.9082149292705877e-10
-    poly = {EXP_HORNER}
-    return poly * _POW2[min(max(int(k) + 1022, 0), 2045)]
-
-
-@njit(cache=_CACHE, error_model="numpy", fastmath=_FM, inline="always")
-def _asin(z):
-    """asin(z), |z| <= 1: ``pi/2 - 2 asin(sqrt((1 - |z|) / 2))`` above 1/2 (1 - |z| is exact
-    there), the polynomial below; the sign restored. Branch-free (selects only)."""
-    a = abs(z)
-    r = _asin_small(min(a, math.sqrt(0.5 * (1.0 - a))))
-    big = (_PIO2_HI - 2.0 * r) + _PIO2_LO
-    return math.copysign(big if a > 0.5 else r, z)
-
-
-@njit(cache=_CACHE, error_model="numpy", fastmath=_FM, inline="always")
-def _acos_minus(x):
-    """acos(-x) without cancellation: 2 asin(sqrt((1 - |x|) / 2)) for x < -1/2,
-    pi - that for x > 1/2, pi/2 + asin(x) between."""
-    a = abs(x)
-    r = _asin_small(min(a, math.sqrt(0.5 * (1.0 - a))))
-    if a <= 0.5:
-        return (_PIO2_HI + math.copysign(r, x)) + _PIO2_LO
-    return 2.0 * r if x < 0.0 else (_PI_HI - 2.0 * r) + _PI_LO
-
-
-@njit(cache=_CACHE, error_model="numpy", fastmath=_FM, inline="always")
-def _relu_r(x, p):
-    """R(c) = sqrt(1 - c^2) + c acos(-c), p = acos(-c); for p < 1 (where it cancels)
-    sin p - p cos p = p^3 sum_j (-1)^j (2j + 2) / (2j + 3)! p^(2j), to p^21."""
-    p2 = p * p
-    acc = _R9
-    acc = acc * p2 + _R8
-    acc = acc * p2 + _R7
-    acc = acc * p2 + _R6
-    acc = acc * p2 + _R5
-    acc = acc * p2 + _R4
-    acc = acc * p2 + _R3
-    acc = acc * p2 + _R2
-    acc = acc * p2 + _R1
-    acc = acc * p2 + _R0
-    series = acc * p2 * p
-    direct = math.sqrt((1.0 - x) * (1.0 + x)) + x * p
-    return series if p < 1.0 else direct
-
-
-@njit(cache=_CACHE, error_model="numpy", fastmath=_FM, inline="always")
-def _gelu_kt(x, order, big):
-    """Kt^(order)(x; P) of the GELU kind, P = big."""
-    one_p = 1.0 + big
-    dd = (1.0 + big * (1.0 - x)) * (1.0 + big * (1.0 + x))
-    d = math.sqrt(dd)
-    om = (1.0 - x) * (1.0 + x)
-    if order == 0:
-        return (big * x * _asin(big * x / one_p)
-                + big * big * (one_p + x * x * (1.0 - big)) / (one_p * d)) / _TWO_PI
-    if order == 1:
-        return (big * _asin(big * x / one_p)
-                + x * big * big * (2.0 * big * big * om + 5.0 * big + 3.0)
-                / (one_p * dd * d)) / _TWO_PI
-    b2 = big * big
-    poly = b2 * b2 * om * om + (6.0 * b2 * big + 2.0 * b2) * om + 11.0 * b2 + 12.0 * big + 4.0
-    return b2 * poly / (_TWO_PI * dd * dd * d)
-
-
-@njit(cache=_CACHE, error_model="numpy", fastmath=_FM, inline="always")
-def _one(kind, order, p, x):
-    """C^(order)(x) of one kind with constants p (a tuple of 7 floats: module docs), x in
-    [-1, 1]; with literal kind and order (the generated loops) the branches fold away."""
-    if kind == 0:   # ERF: p = (A, r, h, 2 w^2, B)
-        lo = p[2] * (1.0 + p[3] * (1.0 - x))
-        hi = p[2] * (1.0 + p[3] * (1.0 + x))
-        if order == 0:
-            return p[0] * _asin(p[1] * x) + p[4]
-        root = math.sqrt(lo * hi)
-        if order == 1:
-            return p[0] * p[1] / root
-        return p[0] * p[1] * p[1] * p[1] * x / (lo * hi * root)
-    if kind == 1:   # GELU: p = (L, M, P)
-        v = p[1] * _gelu_kt(x, order, p[2])
-        if order == 0:
-            return p[0] * x + v
-        if order == 1:
-            return p[0] + v
-        return v
-    if kind == 2:   # SIN: p = (s, M, shift, w_even, w_odd, large, e^-s)
-        s = p[0]
-        y = s * x
-        w = p[3] if order % 2 == 0 else p[4]
-        if p[5] != 0.0:   # s > 300: exp(-s) underflows against sinh(s c)
-            a = math.exp(-s * (1.0 - x))
-            b = math.exp(-s * (1.0 + x))
-            k = 0.5 * (a - b) + w * b
-        else:
-            e = _exp(-y)
-            y2 = y * y
-            series = y * (1.0 + y2 / 6.0 * (1.0 + y2 / 20.0 * (1.0 + y2 / 42.0 * (
-                1.0 + y2 / 72.0 * (1.0 + y2 / 110.0 * (1.0 + y2 / 156.0 * (
-                    1.0 + y2 / 210.0)))))))
-            sh = series if abs(y) < 0.5 else 0.5 * (1.0 / e - e)
-            k = p[6] * (sh + w * e)
-        if order == 0:
-            return p[1] * k + p[2]
-        return p[1] * k * (s if order == 1 else s * s)
-    if kind == 3:   # GAUSS: p = (v, M, shift)
-        v = p[0]
-        t = 1.0 / math.sqrt((1.0 + v * (1.0 - x)) * (1.0 + v * (1.0 + x)))
-        if order == 0:
-            return p[1] * t + p[2]
-        t3 = t * t * t
-        if order == 1:
-            return p[1] * v * v * x * t3
-        return p[1] * v * v * t3 * (1.0 + 3.0 * v * v * x * x * t * t)
-    # SLOPES: p = (s_l s_r / qn, (s_r - s_l)^2 / (2 pi qn))
-    if order == 2:
-        return p[1] / math.sqrt((1.0 - x) * (1.0 + x)) if p[1] != 0.0 else 0.0
-    acos_minus = _acos_minus(x)
-    if order == 1:
-        return p[0] + p[1] * acos_minus
-    return p[0] * x + p[1] * _relu_r(x, acos_minus)
-
-
-{LOOPS}
-
-{LAYERS}
-
-
-@njit(cache=_CACHE, error_model="numpy", fastmath=_FM)
-def net_map(ops, kinds, p, scale, shift, norm, order, c, out0, out1, out2):
-    """A chain of layers at every c: ops 0 = affine (c -> (scale c + shift) / norm,
-    derivatives times scale / norm), 1 = nonlinear of kind ``kinds[j]`` with constants
-    ``p[j]``; C' and C'' by the chain rule (to ``order``), carried in ``out1``, ``out2``.
-    Layer by layer over all values (each pass vectorizes). Returns 1 for a bad c (as
-    :func:`c_map`)."""
-    bad = 0
-    n = c.shape[0]
-    for i in range(n):
-        x = c[i]
-        bad |= not (abs(x) <= _LIMIT)
-        out0[i] = min(max(x, -1.0), 1.0)
-    if order > 0:
-        out1[:] = 1.0
-    if order > 1:
-        out2[:] = 0.0
-    for j in range(ops.shape[0]):
-        if ops[j] == 0:
-            a, b, m = scale[j], shift[j], norm[j]
-            ratio = a / m
-            for i in range(n):
-                out0[i] = (a * out0[i] + b) / m
-            if order > 0:
-                for i in range(n):
-                    out1[i] *= ratio
-            if order > 1:
-                for i in range(n):
-                    out2[i] *= ratio
-            continue
-        row = (p[j, 0], p[j, 1], p[j, 2], p[j, 3], p[j, 4], p[j, 5], p[j, 6])
-        k = kinds[j]
-{LAYER_DISPATCH}
-    return bad
-'''
-
-_LOOP = '''
-@njit(cache=_CACHE, error_model="numpy", fastmath=_FM)
-def _loop_{kind}_{order}(p, c, out):
-    bad = 0
-    row = (p[0], p[1], p[2], p[3], p[4], p[5], p[6])
-    for i in range(c.shape[0]):
-        x = c[i]
-        bad |= not (abs(x) <= _LIMIT)
-        x = min(max(x, -1.0), 1.0)
-        {store}
-    return bad
-'''
-
-_DISPATCH = '''
-@njit(cache=_CACHE, error_model="numpy", fastmath=_FM)
-def c_map(kind, order, p, c, out):
-    """out[i] = C^(order)(c[i]) (order 0: exactly 1 at c = 1); returns 1 when some c is
-    NaN or beyond [-1, 1] by more than the slack (the caller reports it), else 0. Strays
-    within the slack are clipped."""
-{body}
-    return bad
-'''
-
-
-def _loops():
-    value = "out[i] = _one({kind}, {order}, row, x)"
-    # C(1) = 1 exactly: a select on the computed value (a branch around the call would
-    # keep the loop from vectorizing)
-    exact = "v = _one({kind}, {order}, row, x)\n        out[i] = 1.0 if x == 1.0 else v"
-    loops = [_LOOP.format(kind=k, order=o, store=(exact if o == 0 else value).format(
-        kind=k, order=o)) for k in range(5) for o in range(3)]
-    body = ["    bad = 1"]
-    for k in range(5):
-        for o in range(3):
-            body.append(f"    {'if' if k == o == 0 else 'elif'} kind == {k} and order == {o}:")
-            body.append(f"        bad = _loop_{k}_{o}(p, c, out)")
-    return "\n".join(loops) + _DISPATCH.format(body="\n".join(body))
-
-
-_LAYER = '''
-@njit(cache=_CACHE, error_model="numpy", fastmath=_FM)
-def _layer_{kind}(row, order, x, d1, d2):
-    n = x.shape[0]
-    if order == 0:
-        for i in range(n):
-            xi = x[i]
-            v = _one({kind}, 0, row, xi)
-            x[i] = 1.0 if xi >= 1.0 else v
-    elif order == 1:
-        for i in range(n):
-            xi = x[i]
-            d1[i] *= _one({kind}, 1, row, xi)
-            v = _one({kind}, 0, row, xi)
-            x[i] = 1.0 if xi >= 1.0 else v
-    else:
-        for i in range(n):
-            xi = x[i]
-            g1 = _one({kind}, 1, row, xi)
-            g2 = _one({kind}, 2, row, xi)
-            d = d1[i]
-            d2[i] = (g2 * d * d + g1 * d2[i]) if d != 0.0 else g1 * d2[i]
-            d1[i] = g1 * d
-            v = _one({kind}, 0, row, xi)
-            x[i] = 1.0 if xi >= 1.0 else v
-'''
-
-
-def _layers():
-    layers = "\n".join(_LAYER.format(kind=k) for k in range(5))
-    body = []
-    for k in range(5):
-        body.append(f"        {'if' if k == 0 else 'elif'} k == {k}:")
-        body.append(f"            _layer_{k}(row, order, out0, out1, out2)")
-    return layers, "\n".join(body)
-
-
-#: The Chebyshev fit of _asin_small, lowest power first (see its docstring).
-_ASIN_FIT = (0.16666666666666666, 0.07499999999999991, 0.0446428571428834,
-             0.030381944441363808, 0.02237215927967998, 0.017352757477819787,
-             0.013965009932053607, 0.011549086612987425, 0.009792751320201996,
-             0.008135829925501657, 0.00879500607648843, 0.000380853033290726,
-             0.022553563638202982, -0.024020544918554605, 0.030718768995191097)
-
-
-def _exp_horner():
-    coeffs = [1.0 / math.factorial(n) for n in range(14)]
-    text = repr(coeffs[-1])
-    for a in reversed(coeffs[:-1]):
-        text = f"({text}) * r + {a!r}"
-    return text
-
-
-def _asin_horner():
-    text = repr(_ASIN_FIT[-1])
-    for a in reversed(_ASIN_FIT[:-1]):
-        text = f"({text}) * t + {a!r}"
-    return text
-
-
-def _relu_series():
-    # (-1)^j (2j + 2) / (2j + 3)!, j = 0..9
-    return tuple((-1) ** j * (2 * j + 2) / math.factorial(2 * j + 3) for j in range(10))
-
 
 _LOCK = threading.Lock()
 _MODULE = []
 
 
 def _module_text():
-    from .. import __version__
-    text = ("# generated by kernelshape (maps/_closed64.py); do not edit\n"
-            "import math\nimport numpy as np\nfrom numba import njit\n\n"
-            "_FM = {'contract'}   # fused multiply-add: as exact or better, and faster\n"
-            "_POW2 = np.array([2.0 ** k for k in range(-1022, 1024)])\n"
-            f"_CACHE = False\n_LIMIT = {_C_LIMIT!r}\nRELU_SERIES = {_relu_series()!r}\n"
-            + SOURCE.replace("{LOOPS}", _loops()).replace("{LAYERS}", _layers()[0])
-            .replace("{LAYER_DISPATCH}", _layers()[1]).replace("{ASIN_HORNER}", _asin_horner())
-            .replace("{EXP_HORNER}", _exp_horner()))
-    digest = hashlib.sha256(f"{__version__}\n{text}".encode()).hexdigest()[:24]
-    return f"_kernelshape_jit_closed64_{digest}", text
+    return module_text()
 
 
 def kernels():
-    """The compiled closed-form module (loaded once per process, disk-cached, checked)."""
+    """The closed-form module (loaded once per process; functions compile on first use,
+    or load from the disk cache). Use :func:`compiled` for checked functions."""
     if _MODULE:
         return _MODULE[0]
     with _LOCK:
@@ -366,13 +67,41 @@ def kernels():
     return _MODULE[0]
 
 
+_CHECKED: dict = {}
+
+
+def compiled(name):
+    """The module's function ``name``, its machine code checked on its first use in this
+    process against the same source run by Python; code loaded from disk that disagrees is
+    discarded (the module reloaded, recompiling) with a CacheWarning."""
+    fn = _CHECKED.get(name)
+    if fn is not None:
+        return fn
+    mod = kernels()
+    with _LOCK:
+        problem = _check(mod, name)
+        if problem and sum(getattr(mod, name).stats.cache_hits.values()):
+            from .._jitcache import discard, warn
+            warn(f"kernelshape discarded the cached machine code of {mod.__file__}: "
+                 f"{problem}; recompiled")
+            key, text = _module_text()
+            path = getattr(mod, "_path", None)
+            if path is not None:
+                discard(path)
+            _CHECKED.clear()
+            _MODULE[0] = mod = _load(key, text, path.parent if path is not None else None)
+            _check(mod, name)
+        fn = _CHECKED[name] = getattr(mod, name)
+    return fn
+
+
 def _load(key, text, directory):
     """Execute ``text`` as module ``key``; with a trusted directory, its numba entries
-    cached there (checked), the loaded code compared with the interpreted source once."""
+    cached there (checked entries, :mod:`kernelshape._jitnumba`)."""
     import sys
     import types
 
-    from .._jitcache import _ensure_source, discard, warn
+    from .._jitcache import _ensure_source, warn
     path = None
     if directory is not None:
         path = directory / f"{key}.py"
@@ -382,50 +111,76 @@ def _load(key, text, directory):
             warn(f"kernelshape cannot write its numba cache to {directory} ({err}); "
                  "kernels are compiled in memory for this process")
             path = None
-
-    def run():
-        module = types.ModuleType(key)
-        module.__file__ = str(path) if path is not None else f"<{key}>"
-        sys.modules[key] = module
-        exec(compile(text, module.__file__, "exec"), module.__dict__)  # noqa: S102 - our text
-        if path is not None:
-            from .._jitnumba import attach_caches
-            attach_caches(module, hashlib.sha256(text.encode()).hexdigest())
-        return module
-
-    module = run()
-    problem = _self_check(module)
-    if problem and path is not None:
-        warn(f"kernelshape discarded the cached machine code of {path}: {problem}; "
-             "recompiled")
-        discard(path)
-        _ensure_source(path, text)
-        module = run()
-        _self_check(module)
+    module = types.ModuleType(key)
+    module.__file__ = str(path) if path is not None else f"<{key}>"
+    module._path = path
+    sys.modules[key] = module
+    exec(compile(text, module.__file__, "exec"), module.__dict__)  # noqa: S102 - our text
+    if path is not None:
+        from .._jitnumba import attach_caches
+        attach_caches(module, hashlib.sha256(text.encode()).hexdigest())
     return module
 
 
-def _self_check(module):
-    """Compiled kernels against their source run by Python at a few points per kind."""
+#: Sample constants per kind for the first-use checks (any finite values do).
+_SAMPLES = {ERF: (0.5, 0.6, 0.4, 1.5, 0.1), GELU: (0.25, 0.5, 1.3), SIN: (
+    1.3, 0.7, 0.1, 0.2, 0.8, 0.0, math.exp(-1.3)), GAUSS: (0.7, 0.9, 0.1),
+    SLOPES: (0.0, 1.0 / math.pi)}
+
+
+def _check(module, name):
+    """None when compiled ``name`` agrees with its source run by Python, else why not."""
     from .._jitnumba import _interpreted, is_finite_close
-    pure = _interpreted(module)
     xs = np.array([-1.0, -0.7, -0.3, 0.0, 0.4, 0.95, 1.0])
-    rows = {ERF: [0.5, 0.6, 0.4, 1.5, 0.1], GELU: [0.25, 0.5, 1.3], SIN: [
-        1.3, 0.7, 0.1, 0.2, 0.8, 0.0, math.exp(-1.3)], GAUSS: [0.7, 0.9, 0.1],
-        SLOPES: [0.0, 1.0 / math.pi]}
-    for kind, row in rows.items():
-        p = np.zeros(WIDTH)
-        p[:len(row)] = row
-        for order in range(3):
-            out = np.empty_like(xs)
-            module.c_map(kind, order, p, xs, out)
-            for x, got in zip(xs, out):
-                if order == 2 and kind == SLOPES and abs(x) == 1.0:
-                    continue
-                want = pure["_one"](kind, order, p, float(x)) if not (
-                    order == 0 and x == 1.0) else 1.0
-                if not is_finite_close(float(got), float(want), 1e-12):
-                    return f"C^({order}) of kind {kind} at {x!r}: {got!r}, source {want!r}"
+    fn = getattr(module, name)
+    if name == "window_sum":
+        k = np.arange(2 * 3 * 2 * 2 * 3 * 2, dtype=np.float64).reshape(2, 3, 2, 2, 3, 2)
+        taps = np.array([-1, 0, 1])
+        out = np.empty_like(k)
+        fn(k, taps, taps, 9.0, out)
+        want = np.empty_like(k)
+        _interpreted(module)["window_sum"](k, taps, taps, 9.0, want)
+        return None if np.array_equal(out, want) else "window_sum disagrees with its source"
+    if name in ("start", "affine"):
+        x, d1, d2 = np.empty_like(xs), np.empty_like(xs), np.empty_like(xs)
+        bad = module.start(np.append(xs[:-1], 1.0 + 4e-16), 2, x, d1, d2)
+        module.affine(2.0, 0.5, 2.5, 2, x, d1, d2)
+        want = (2.0 * xs + 0.5) / 2.5
+        if bad or not np.allclose(x, want, rtol=1e-15) or not np.allclose(d1, 0.8) or \
+                np.any(d2 != 0.0):
+            return f"{name} gives {x.tolist()}, {d1.tolist()}, {d2.tolist()}"
+        return None
+    kind = int(name.split("_")[1])
+    orders = [int(name.split("_")[2])] if name.startswith("loop") else [0, 1, 2]
+    p = np.zeros(WIDTH)
+    p[:len(_SAMPLES[kind])] = _SAMPLES[kind]
+    if name.startswith("loop"):
+        got = [np.empty_like(xs)]
+        fn(p, xs, got[0])
+    elif name.startswith("pairs"):
+        orders = [0, 1]
+        k = np.outer(xs, xs)
+        got = [np.empty_like(k), np.empty_like(k)]
+        fn(p, 3.0, 2.0, False, 2.0 * k, np.full(xs.size, 2.0), np.ones_like(k), *got)
+        xs = np.outer(xs, xs).ravel()
+        got = [got[0].ravel() / 3.0, got[1].ravel() * 2.0 / 3.0]
+    elif name.startswith("dual"):
+        orders = [0, 1]
+        got = [np.empty_like(xs), np.empty_like(xs)]
+        fn(p, 2.0, 3.0, 2.0 * xs, *got)
+        got = [got[0] / 3.0, got[1] * 2.0 / 3.0]
+    else:
+        got = [xs.copy(), np.ones_like(xs), np.zeros_like(xs)]
+        fn(p, 2, *got)
+    pure = _interpreted(module)[FUNCTIONS[kind]]
+    row = tuple(p[:7])
+    for order, values in zip(orders, got):
+        for x, value in zip(xs, values):
+            if kind == SLOPES and order == 2 and abs(x) == 1.0:
+                continue   # inf (Python's float division raises instead)
+            want = 1.0 if order == 0 and x == 1.0 else pure(order, row, float(x))
+            if not is_finite_close(float(value), float(want), 1e-12):
+                return f"C^({order}) of kind {kind} at {x!r}: {value!r}, source {want!r}"
     return None
 
 
@@ -530,7 +285,16 @@ def _slopes(base, x, sp):
 def constants(act, q):
     """``(kind, row, Q)``: the kernel's kind code, its constants at input ``q`` and the Q
     map ``E[phi(sqrt(q) z)^2]``; None when no closed form covers the activation (kept on
-    the activation per q)."""
+    the activation per q).
+
+    Example:
+        >>> from kernelshape import activation
+        >>> kind, row, big_q = constants(activation("relu"), 3.0)
+        >>> kind == SLOPES, round(big_q, 12)          # Q(q) = q / 2
+        (True, 1.5)
+        >>> constants(activation("tanh"), 1.0) is None
+        True
+    """
     cache = act.__dict__.get("_closed64_rows")
     if cache is None:
         cache = act.__dict__["_closed64_rows"] = {}
@@ -608,24 +372,48 @@ def _row(spec, affine, q):
     return SLOPES, p, qn
 
 
+_F64 = np.dtype(np.float64)
+
+
 def fast_c_map(act, c, q, order):
     """``C^(order)`` at a float64 array ``c`` through the closed form, or None (no closed
-    form, or an argument the general route must check and report: it raises there)."""
-    if type(order) is not int or not 0 <= order <= 2 or c.dtype != np.float64:
+    form, or an argument the general route must check and report: it raises there).
+
+    The per-call work is a dictionary hit (``(loops, row)`` per activation and q, only
+    valid q's stored), the output allocation and the compiled loop, which checks c.
+
+    Example:
+        >>> import numpy as np
+        >>> from kernelshape import activation
+        >>> fast_c_map(activation("relu"), np.array([0.0, 1.0]), 1.0, 0) * np.pi
+        array([1.        , 3.14159265])
+        >>> fast_c_map(activation("relu"), np.array([2.0]), 1.0, 0) is None   # reported later
+        True
+    """
+    if c.dtype != _F64 or type(order) is not int or not 0 <= order <= 2:
         return None
-    if type(q) is not float:
-        if type(q) is not int:
+    cache = act.__dict__.get("_closed64_fast")
+    hit = None if cache is None else cache.get(q)
+    if hit is None:
+        if type(q) is not float and type(q) is not int or not 0.0 < q < math.inf:
             return None
-        q = float(q)
-    if not (q > 0.0 and q < math.inf):
-        return None
-    found = constants(act, q)
-    if found is None:
-        return None
-    kind, row, _ = found
-    flat = c.reshape(-1) if c.flags.c_contiguous else np.ascontiguousarray(c).reshape(-1)
-    out = np.empty(flat.shape[0])
-    mod = _MODULE[0] if _MODULE else kernels()
-    if mod.c_map(kind, order, row, flat, out):
+        found = constants(act, float(q))
+        if found is None:
+            return None
+        hit = ([None, None, None], found[1], found[0])
+        if cache is None or len(cache) > 64:
+            cache = act.__dict__["_closed64_fast"] = {}
+        cache[q] = hit
+    loop = hit[0][order]
+    if loop is None:
+        loop = hit[0][order] = compiled(f"loop_{hit[2]}_{order}")
+    if c.ndim == 1 and c.strides[0] == 8:
+        out = np.empty_like(c)
+        if loop(hit[1], c, out):
+            return None
+        return out
+    flat = c.reshape(-1)   # a copy when c is not contiguous
+    out = np.empty_like(flat)
+    if loop(hit[1], flat, out):
         return None
     return out.reshape(c.shape)

@@ -14,6 +14,11 @@ loads the numba module. The z-range is ``|z| <= 10 + 2.2 alpha growth``, widened
 
 Routes, chosen per (activation, q) and cached on the activation:
 
+* **Closed forms** (erf, gelu's erf form, sin and cos, Gaussians, ReLU / leaky ReLU / abs;
+  :mod:`kernelshape.maps._closed64`): one compiled loop per call, no temporaries. The
+  public :func:`kernelshape.maps.c_map` sends float64 arrays there before its numpy checks
+  (the loop checks c itself); everything below serves the other activations. Long arrays
+  go through the routes below in chunks of ``_CHUNK`` values (bounded temporaries).
 * **Q, Q', Q''**: composite Gauss-Legendre quadrature split at the kinks of
   ``Q^(k)(q) = E[h He_2k(z)] / (2 q)^k``, ``h = f^2`` (no Dirac terms), or of the same
   integrated by parts twice (``h'' = 2 (f'^2 + f f'')`` plus jump terms at kinks), whichever
@@ -71,6 +76,8 @@ _EPS_2D, _RTOL_2D, _ATOL_2D = 1e-16, 1e-11, 1e-16
 #: Arrays with at least this many interior c values of a kinked activation use the theta
 #: interpolant of the 2-D rule (built once per activation, q and order) instead of the rule.
 _INTERP_MIN = 256
+#: Values per chunk of a long C map (bounded temporaries: a few MB).
+_CHUNK = 32768
 _CHEB_N = 24
 _CHEB_DEPTH = 6
 _CHEB_TOL = 2e-15
@@ -106,10 +113,19 @@ def c_map(act, c: np.ndarray, q: float, order: int) -> np.ndarray:
     closed = _closed64.constants(act, float(q))
     if closed is not None:
         out = np.empty_like(flat)
-        _closed64.kernels().c_map(closed[0], order, closed[1], flat, out)
+        _closed64.compiled(f"loop_{closed[0]}_{order}")(closed[1], flat, out)
         return out.reshape(c.shape)
     prep = prepared(act, q)
     out = np.empty_like(flat)
+    # in chunks, so a long array costs its output and a chunk's temporaries; the interior
+    # route of a long array is the interpolant in every chunk (as it is unchunked)
+    interp = None if flat.size <= _CHUNK else True
+    for lo in range(0, flat.size, _CHUNK):
+        _c_map_chunk(act, prep, flat[lo:lo + _CHUNK], out[lo:lo + _CHUNK], order, interp)
+    return out.reshape(c.shape)
+
+
+def _c_map_chunk(act, prep, flat, out, order, interp):
     top, bottom = flat == 1.0, flat == -1.0
     zero = (flat == 0.0) if prep._homogeneous is None else np.zeros_like(top)
     inside = ~(top | bottom | zero)
@@ -120,12 +136,11 @@ def c_map(act, c: np.ndarray, q: float, order: int) -> np.ndarray:
     if zero.any():
         out[zero] = prep.at_zero(order)
     if inside.any():
-        out[inside] = prep.interior(flat[inside], order)
+        out[inside] = prep.interior(flat[inside], order, interp)
     if np.isnan(out).any():
         raise ConvergenceError(
-            f"the float64 C map of {act.expr} at q = {q:g} produced NaN at "
+            f"the float64 C map of {act.expr} at q = {prep.q:g} produced NaN at "
             f"c = {flat[np.isnan(out)][:5]}; use digits=N for these values")
-    return out.reshape(c.shape)
 
 
 class _Prepared:
@@ -451,13 +466,15 @@ class _Prepared:
         return value / self.Q
 
     # -- C map inside --------------------------------------------------------------------
-    def interior(self, c, order):
+    def interior(self, c, order, interp=None):
+        """C^(order) at |c| < 1, c != 0; ``interp`` forces the theta interpolant of the 2-D
+        rule on (True) for kinked activations, else it serves arrays of _INTERP_MIN or more."""
         if self._homogeneous is not None:
             return closed_forms.homogeneous_c_map(self._homogeneous, c, order)
         series = self.series()
         if series is not None:
             return hermite.power_series(c, series[order])
-        if c.size >= _INTERP_MIN:
+        if (c.size >= _INTERP_MIN) if interp is None else interp:
             return self.interpolant(order)(c)
         return self.direct(c, order)
 

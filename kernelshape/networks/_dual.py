@@ -11,7 +11,8 @@ two-q map for unequal second moments); nothing here integrates. Three routes, fa
 first:
 
 * every second moment equal (``q``): the one-q C map and its derivative, vectorized over
-  all entries, ``E' = Q(q) C'(c; q) / q``;
+  all entries, ``E' = Q(q) C'(c; q) / q`` (closed forms: one compiled pass, c, the maps
+  and the scaling fused);
 * a positively homogeneous activation (ReLU, leaky ReLU and their rescalings): the maps at
   ``q = 1`` scaled by ``sqrt(k11 k22)`` (``phi(s x) = s phi(x)`` for ``s > 0``);
 * otherwise entries grouped by their pair ``(k11, k22)``: one two-q C map call per pair
@@ -45,12 +46,28 @@ def expectations(phi, k11, k22, k12, *, derivative: bool):
             "every input needs a finite second moment > 0 there")
     q = float(k11.flat[0])
     if np.all(k11 == q) and np.all(k22 == q):
-        return _one_q(phi, q, k12 / math.sqrt(q * q), derivative)
+        return one_q_cov(phi, q, k12, derivative)
     if _positively_homogeneous(phi):
         scale = np.sqrt(k11 * k22)
         value, slope = _one_q(phi, 1.0, k12 / scale, derivative)
         return value * scale, slope
     return _grouped(phi, k11, k22, k12, derivative)
+
+
+def one_q_cov(phi, q, k12, derivative):
+    """``(E[phi phi], E[phi' phi'] or None)`` at covariances ``k12`` of inputs of second
+    moment ``q``: closed forms in one compiled pass (no temporaries), else the C maps."""
+    from ..maps import _closed64, q_map
+    found = _closed64.constants(phi, float(q))
+    if found is None:
+        return _one_q(phi, q, k12 / math.sqrt(q * q), derivative)
+    big_q = q_map(phi, q)
+    flat = np.ascontiguousarray(k12, dtype=np.float64).reshape(-1)
+    value = np.empty_like(flat)
+    slope = np.empty_like(flat) if derivative else flat[:0]
+    _closed64.compiled(f"dual_{found[0]}")(found[1], float(q), big_q, flat, value, slope)
+    shape = np.shape(k12)
+    return value.reshape(shape), (slope.reshape(shape) if derivative else None)
 
 
 def _one_q(phi, q, c, derivative):

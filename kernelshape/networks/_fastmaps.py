@@ -23,31 +23,51 @@ _PLANS = 16
 
 
 def closed_c_map(net, phi, c, q, order):
-    """``C_f^(order)`` at the (checked) array ``c`` through closed forms, or None."""
+    """``C_f^(order)`` at the (checked) array ``c`` through closed forms, or None.
+
+    Example:
+        >>> import numpy as np
+        >>> from kernelshape import activation, chain, linear, nonlinear
+        >>> net = chain(linear(sigma_w=2.0), nonlinear())
+        >>> closed_c_map(net, activation("relu"), np.array([1.0]), 1.0, 1)   # C'(1) = 1
+        array([1.])
+    """
     plan = _plan(net, phi, q)
     if plan is None:
         return None
-    ops, kinds, rows, scale, shift, norm = plan
     flat = np.ascontiguousarray(c, dtype=np.float64).reshape(-1)
-    outs = [np.empty_like(flat) if k <= order else np.empty(0) for k in range(3)]
-    _closed64.kernels().net_map(ops, kinds, rows, scale, shift, norm, order, flat, *outs)
-    return outs[order].reshape(np.shape(c))
+    x = np.empty_like(flat)
+    d1 = np.empty_like(flat) if order > 0 else x[:0]
+    d2 = np.empty_like(flat) if order > 1 else x[:0]
+    if _closed64.compiled("start")(flat, order, x, d1, d2):
+        return None   # a bad c: the general walk reports it
+    affine = _closed64.compiled("affine")
+    for step in plan:
+        if step[0] is None:
+            affine(step[1], step[2], step[3], order, x, d1, d2)
+        else:
+            step[0](step[1], order, x, d1, d2)
+    return (x, d1, d2)[order].reshape(np.shape(c))
 
 
 def _plan(net, phi, q):
+    """Steps ``(None, a, b, m)`` (dense: ``c -> (a c + b) / m``) and ``(layer, row)``
+    (nonlinear, a compiled closed form), kept per (activation, q) on the network."""
     plans = net.__dict__.setdefault("_closed_plans", {})
-    key = (phi, q)
-    if key in plans:
-        return plans[key]
+    key = (id(phi), q)
+    hit = plans.get(key)
+    if hit is not None and hit[0] is phi:
+        return hit[1]
     if len(plans) >= _PLANS:
         plans.clear()
-    plans[key] = plan = _build(net, phi, q)
+    plan = _build(net, phi, q)
+    plans[key] = (phi, plan)
     return plan
 
 
 def _build(net, phi, q):
     from ._scalar import _is_identity, _phi_of
-    ops, kinds, rows, scale, shift, norm = [], [], [], [], [], []
+    steps = []
     for op, node in _program(net):
         if op != _LAYER:
             return None   # sums: the general walk
@@ -57,13 +77,7 @@ def _build(net, phi, q):
                 continue
             w2, b2 = node.sigma_w ** 2, node.sigma_b ** 2
             q_out = w2 * q + b2
-            row = np.zeros(_closed64.WIDTH)
-            ops.append(0)
-            kinds.append(0)
-            rows.append(row)
-            scale.append(w2 * q)
-            shift.append(b2)
-            norm.append(q_out)
+            steps.append((None, w2 * q, b2, q_out))
             q = q_out
         elif role == "normalize":
             q = 1.0
@@ -71,21 +85,10 @@ def _build(net, phi, q):
             found = _closed64.constants(_phi_of(node, phi), float(q))
             if found is None:
                 return None
-            kind, row, q_out = found
-            ops.append(1)
-            kinds.append(kind)
-            rows.append(row)
-            scale.append(0.0)
-            shift.append(0.0)
-            norm.append(1.0)
-            q = q_out
+            kind, row, q = found
+            steps.append((_closed64.compiled(f"layer_{kind}"), row))
         elif role != "average":
             return None
         if not (q > 0.0 and math.isfinite(q)):
             return None   # the general walk reports it
-    if not ops:
-        rows.append(np.zeros(_closed64.WIDTH))
-    return (np.array(ops, dtype=np.int64), np.array(kinds, dtype=np.int64),
-            np.array(rows, dtype=np.float64).reshape(-1, _closed64.WIDTH),
-            np.array(scale, dtype=np.float64), np.array(shift, dtype=np.float64),
-            np.array(norm, dtype=np.float64))
+    return tuple(steps)

@@ -28,7 +28,11 @@ import math
 import numpy as np
 
 from ..errors import DomainError, NetworkError
-from ._dual import expectations
+from ._dual import expectations, one_q_cov
+
+#: Stride-1 convolutions and closed-form element-wise layers in compiled passes
+#: (:mod:`kernelshape.maps._closed64`); False: the numpy route for every layer.
+COMPILED = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -214,6 +218,8 @@ def _spatial_params(value, spatial, what):
 
 def _spatial_op(st, node, sizes, strides, aligned, offsets_of, norm_of):
     d, spatial = len(st.spatial), list(st.spatial)
+    if COMPILED and aligned and d <= 2 and all(s == 1 for s in strides):
+        return _aligned_compiled(st, node, sizes, offsets_of, norm_of)
 
     def fn(arr, lead):
         for ax, (w, s) in enumerate(zip(sizes, strides)):
@@ -224,6 +230,37 @@ def _spatial_op(st, node, sizes, strides, aligned, offsets_of, norm_of):
 
     _linear_op(st, fn)
     st.spatial = tuple(spatial)
+    return st
+
+
+def _aligned_compiled(st, node, sizes, offsets_of, norm_of):
+    """A stride-1 convolution's window average in one compiled pass per kernel (NNGP, NTK),
+    one or two spatial axes: no padded copies, no pass per tap."""
+    from ..maps._closed64 import compiled
+    d, n = len(st.spatial), st.k.shape[0]
+    shape, outs, taps, norm = [], [], [], 1.0
+    for ax in range(2):
+        if ax < d:
+            size, w = st.spatial[ax], sizes[ax]
+            out, lo, _ = _padding(size, w, 1, node.padding, repr(node))
+            taps.append(np.array(offsets_of(w), dtype=np.int64) - lo)
+            norm *= norm_of(w)
+        else:
+            size, out = 1, 1
+            taps.append(np.zeros(1, dtype=np.int64))
+        shape.append(size)
+        outs.append(out)
+    window_sum = compiled("window_sum")
+
+    def one(arr):
+        src = np.ascontiguousarray(arr).reshape(n, shape[0], shape[1], n, shape[0], shape[1])
+        dst = np.empty((n, outs[0], outs[1], n, outs[0], outs[1]))
+        window_sum(src, taps[0], taps[1], float(norm), dst)
+        return dst.reshape((n,) + tuple(outs[:d]) + (n,) + tuple(outs[:d]))
+
+    st.k = one(st.k)
+    st.t = None if st.t is None else one(st.t)
+    st.spatial = tuple(outs[:d])
     return st
 
 
@@ -288,15 +325,54 @@ def _nonlinear(node, st, phi):
     size = _size(st)
     k11, _ = _outer(st.k, st.spatial)
     diag = k11.reshape(size)
+    fused = _nonlinear_compiled(_phi_of(node, phi), st, diag, size) if COMPILED else None
+    if fused is not None:
+        return fused
     blocks = _blocks(size)
     flat = st.k.reshape(size, size)
     values = np.concatenate([flat[r, c].ravel() for r, c in blocks])
+    q = float(diag[0])
+    if q > 0.0 and math.isfinite(q) and np.all(diag == q):
+        # one second moment everywhere (dense nets, and convs on inputs of equal norms
+        # per position): no per-entry pairs of second moments to build
+        value, slope = one_q_cov(_phi_of(node, phi), q, values, st.t is not None)
+        return _finish_nonlinear(st, value, slope, blocks, size)
     first = np.concatenate([np.broadcast_to(diag[r, None], (r.stop - r.start, c.stop - c.start))
                             .ravel() for r, c in blocks])
     second = np.concatenate([np.broadcast_to(diag[None, c], (r.stop - r.start, c.stop - c.start))
                              .ravel() for r, c in blocks])
     value, slope = expectations(_phi_of(node, phi), first, second, values,
                                 derivative=st.t is not None)
+    return _finish_nonlinear(st, value, slope, blocks, size)
+
+
+def _nonlinear_compiled(phi, st, diag, size):
+    """The element-wise rule in one compiled pass over the upper triangle (closed forms;
+    one second moment, or a positively homogeneous phi), or None."""
+    from ..maps import _closed64, q_map
+    from ._dual import _positively_homogeneous
+    q = float(diag[0])
+    if not (np.all(diag > 0.0) and np.all(np.isfinite(diag))):
+        return None   # the general route reports it
+    one_q = bool(np.all(diag == q))
+    if not one_q and not _positively_homogeneous(phi):
+        return None
+    at = q if one_q else 1.0
+    found = _closed64.constants(phi, at)
+    if found is None:
+        return None
+    k = np.ascontiguousarray(st.k).reshape(size, size)
+    k_out = np.empty_like(k)
+    t = k[:0] if st.t is None else np.ascontiguousarray(st.t).reshape(size, size)
+    t_out = np.empty_like(t)
+    _closed64.compiled(f"pairs_{found[0]}")(found[1], q_map(phi, at), at, not one_q, k, diag,
+                                            t, k_out, t_out)
+    st.k = k_out.reshape(st.k.shape)
+    st.t = None if st.t is None else t_out.reshape(st.t.shape)
+    return st
+
+
+def _finish_nonlinear(st, value, slope, blocks, size):
     st.k = _assemble(value, blocks, size).reshape(st.k.shape)
     if st.t is not None:
         st.t = st.t * _assemble(slope, blocks, size).reshape(st.t.shape)
