@@ -19,7 +19,7 @@ import kernelshape as ks
 from kernelshape.errors import DomainError, KernelShapeError, ModelError
 
 torch = pytest.importorskip("torch")
-from kernelshape.torch._check import Check, check  # noqa: E402 - after the torch skip
+from kernelshape.torch._check import Check, check
 
 WIDTH, DEPTH = 256, 20
 

@@ -50,7 +50,7 @@ def _model(example, data, method):
 
 
 def test_data_are_the_bundled_digits_scaled_to_q_1(data):
-    x_tr, y_tr, x_te, y_te = data
+    x_tr, y_tr, x_te, _ = data
     assert x_tr.shape == (1297, 1, 8, 8) and x_te.shape == (500, 1, 8, 8)
     assert set(np.unique(y_tr)) == set(range(10))
     np.testing.assert_allclose(np.mean(x_tr.astype(np.float64) ** 2, axis=(1, 2, 3)), 1.0,
