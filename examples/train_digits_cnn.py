@@ -165,7 +165,7 @@ def build(method: str, *, depth: int, channels: int, seed: int, example, route: 
     return model, "manual: " + ", ".join(f"{k}={float(v):.4g}" for k, v in t.params.items())
 
 
-def train(model, data, *, steps: int = 200, batch: int = 64, lr: float = 3e-3,
+def train(model, data, *, steps: int = 200, batch: int = 64, lr: float = 2e-3,
           momentum: float = 0.9, seed: int = 0, eval_every: int = 10,
           eval_size: int = 500) -> dict:
     """SGD with momentum; every ``eval_every`` steps the training loss (on the first
@@ -208,7 +208,7 @@ def train(model, data, *, steps: int = 200, batch: int = 64, lr: float = 3e-3,
 
 def run(*, methods: Sequence[str] = DEFAULT_METHODS, seeds: Sequence[int] = (0, 1, 2),
         depth: int = 50, channels: int = 16, steps: int = 200, batch: int = 64,
-        lr: float = 3e-3, momentum: float = 0.9, eval_every: int = 20, route: str = "auto",
+        lr: float = 2e-3, momentum: float = 0.9, eval_every: int = 20, route: str = "auto",
         threads: int = 1, log=print) -> dict:
     """Train every method with every seed: ``{"results": {method: [history per seed]},
     "notes": {method: how it was built}}``."""
@@ -299,7 +299,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--channels", type=int, default=16)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=3e-3, help="SGD learning rate")
+    parser.add_argument("--lr", type=float, default=2e-3, help="SGD learning rate")
     parser.add_argument("--momentum", type=float, default=0.9)
     parser.add_argument("--eval-every", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)

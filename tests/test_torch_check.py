@@ -19,7 +19,7 @@ import kernelshape as ks
 from kernelshape.errors import DomainError, KernelShapeError, ModelError
 
 torch = pytest.importorskip("torch")
-from kernelshape.torch._check import Check, check  # noqa: E402 - after the torch skip
+from kernelshape.torch._check import Check, check
 
 WIDTH, DEPTH = 256, 20
 
@@ -278,3 +278,49 @@ def test_function_call_rows_are_read_from_the_fx_graph():
     bad = Row(layers=[Row(path="0:nope", kind="sum", q=1.0, c=0.0, node="nope")])
     with pytest.raises(ModelError, match=r"graph nodes the model does not have: \['nope'\]"):
         check(model, x, report=bad)
+
+
+# -- with ks.torch.predict and ks.torch.shape (the rows they derive from the model) -------
+
+def _tanh_mlp(depth):
+    torch.manual_seed(0)
+    return torch.nn.Sequential(*[m for _ in range(depth)
+                                 for m in (torch.nn.Linear(WIDTH, WIDTH), torch.nn.Tanh())])
+
+
+@pytest.fixture(scope="module")
+def tat_shaped():
+    model = _tanh_mlp(DEPTH)
+    shaped, report = ks.torch.shape(model, torch.zeros(1, WIDTH), method="tat", tau=0.3,
+                                    seed=0)
+    return model, shaped, report
+
+
+def test_exported_as_ks_torch_check():
+    assert ks.torch.check is check
+
+
+def test_a_tat_shaped_copy_passes_and_its_original_is_flagged(tat_shaped):
+    model, shaped, report = tat_shaped
+    x = _pln_batch(16, (WIDTH,), 5)
+    result = ks.torch.check(shaped, x, report=report)
+    # The report's rows are at q0 = 1, c0 = 0; check asks it for this batch's q0 and c0.
+    assert result.rows[0].c_predicted == pytest.approx(
+        report.predict(result.q0, result.c0)[0].c, abs=1e-12)
+    assert [r.kind for r in result.rows] == ["activation"] * DEPTH + ["output"]
+    assert result.ok(3.0), result.table()
+    assert not ks.torch.check(model, x, report=report).ok(4.0)
+
+
+def test_default_prediction_is_at_shaped_weights_or_the_models_own():
+    """Default-init ReLU, 50 layers: far from what DKS/TAT assume, yet as the theory
+    predicts for its own weight and bias scales (``weights="model"``)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(*[m for _ in range(50)
+                                  for m in (torch.nn.Linear(WIDTH, WIDTH), torch.nn.ReLU())])
+    x = _pln_batch(16, (WIDTH,), 0)
+    flagged = ks.torch.check(model, x)
+    assert not flagged.ok(4.0) and flagged.worst().max_abs_z > 20, flagged.table()
+    assert ks.torch.check(model, x, weights="model").ok(3.0)
+    with pytest.raises(DomainError, match="unknown weights 'he'"):
+        ks.torch.check(model, x, weights="he")

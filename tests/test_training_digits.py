@@ -1,13 +1,13 @@
 """The digits CNN trains when shaped and not at default init: a reduced examples/train_digits_cnn.py.
 
-20 conv 3x3 layers of 8 channels, no norm, no skips; 60 SGD steps (lr 3e-3, momentum 0.9,
-batch 64), seed 0. Theory: at PyTorch's default init a deep ReLU network's kernel
+20 conv 3x3 layers of 16 channels, no norm, no skips; 60 SGD steps (lr 3e-3, momentum 0.9,
+batch 64), seed 0; the DKS model shaped by ``ks.torch.shape`` in one call. Theory: at PyTorch's default init a deep ReLU network's kernel
 degenerates (weights of variance 1/(3 fan_in) shrink q by 1/6 per layer until the biases
 dominate, and c -> 1), so its output hardly depends on the input and the loss cannot leave
 the chance level log 10 = 2.303 while the output is near-constant; DKS keeps c away from 1,
-so the same network learns at once. Measured here (torch 2.13 CPU, seeds 0 and 1, manual
-route): default init 2.311 and 2.325, test accuracy 0.11 and 0.10; DKS tanh 1.61 and 1.31,
-accuracy 0.45 and 0.62. The assertions: default init within 2% of log 10 and at most 0.2
+so the same network learns at once. Measured here (torch 2.13 CPU, seeds 0, 1, 2): DKS
+tanh training loss 1.43, 1.50, 1.70, test accuracy 0.62, 0.59, 0.49; default init
+2.317, 2.306, 2.315, accuracy 0.094 each. The assertions: default init within 2% of log 10 and at most 0.2
 accuracy; DKS below 0.8 log 10 = 1.84 with accuracy above 0.3 (three times chance).
 """
 
@@ -23,7 +23,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "train_digits_cnn.py"
-DEPTH, CHANNELS, STEPS = 20, 8, 60
+DEPTH, CHANNELS, STEPS = 20, 16, 60
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def _model(example, data, method):
 
 
 def test_data_are_the_bundled_digits_scaled_to_q_1(data):
-    x_tr, y_tr, x_te, y_te = data
+    x_tr, y_tr, x_te, _ = data
     assert x_tr.shape == (1297, 1, 8, 8) and x_te.shape == (500, 1, 8, 8)
     assert set(np.unique(y_tr)) == set(range(10))
     np.testing.assert_allclose(np.mean(x_tr.astype(np.float64) ** 2, axis=(1, 2, 3)), 1.0,
@@ -67,9 +67,11 @@ def test_the_network_is_deep_and_vanilla(example, data):
 
 
 def test_default_init_degenerates_and_dks_does_not(example, data):
-    """The kernel the theory predicts, measured: the last activations of two different
-    digits (input c0 = 0.670) are parallel at default init (measured c = 1 - 5e-15), not
-    after DKS (measured 0.630: DKS's C map lowers c slightly, C(c) < c on (0, 1))."""
+    """The kernel the theory predicts, measured on two digits (input c0 = 0.670): at default
+    init the biases dominate the collapsed signal and the last activations of the two are
+    parallel to float precision (measured 1 - c = 3e-14); after DKS they still differ
+    (measured 1 - c = 8e-3; the first convolution sees one input channel, so under Delta
+    init every location starts from a single pixel value and c is high, but not 1)."""
     x = torch.as_tensor(data[0][:2])
 
     def last_c(model):
@@ -87,8 +89,9 @@ def test_default_init_degenerates_and_dks_does_not(example, data):
         return float(torch.nn.functional.cosine_similarity(h[0], h[1], dim=0))
 
     c0 = float(torch.nn.functional.cosine_similarity(x[0].flatten(), x[1].flatten(), dim=0))
-    assert last_c(_model(example, data, "ReLU, default init")) > 0.999
-    assert last_c(_model(example, data, "DKS tanh")) < max(c0, 0.0) + 0.5
+    assert c0 < 0.7
+    assert 1 - last_c(_model(example, data, "ReLU, default init")) < 1e-9
+    assert 1 - last_c(_model(example, data, "DKS tanh")) > 1e-3
 
 
 def test_dks_trains_where_default_init_stays_at_chance(example, data):

@@ -112,8 +112,9 @@ class Check:
         width = max([len("path")] + [len(r.path) for r in self.rows])
         head = (f"{'path':<{width}}  {'kind':<10} {'q pred':>10} {'q emp':>10} {'+-':>8} "
                 f"{'z':>7}  {'c pred':>8} {'c emp':>8} {'+-':>7} {'z':>7}")
-        lines = [f"{self.inputs} inputs, q0 = {self.q0:.4g}; c of inputs {self.pair} "
-                 f"(c0 = {self.c0:.4f})", head, "-" * len(head)]
+        title = (f"{self.inputs} inputs, q0 = {self.q0:.4g}; c of inputs {self.pair} "
+                 f"(c0 = {self.c0:.4f})")
+        lines = [title, head, "-" * len(head)]
         for r in self.rows:
             lines.append(
                 f"{r.path:<{width}}  {r.kind[:10]:<10} {r.q_predicted:10.4g} "
