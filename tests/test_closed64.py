@@ -170,7 +170,7 @@ def test_module_cached_on_disk_and_loaded_from_it(tmp_path):
     # a fresh process with the same cache directory loads the machine code (cache hits)
     env = dict(os.environ, KERNELSHAPE_CACHE_DIR=str(tmp_path / "cache"))
     code = ("import numpy as np, kernelshape as ks; from kernelshape.maps import _closed64;"
-            "ks.activation('erf').c_map(np.array([0.5]));"
+            "ks.activation('erf').c_map(np.linspace(-1, 1, 100));"
             "m = _closed64.kernels();"
             "print(sum(sum(f.stats.cache_hits.values()) for f in vars(m).values()"
             " if hasattr(f, 'stats')))")
@@ -200,3 +200,27 @@ def test_kernels_on_inputs_match_the_general_route(name, conv, monkeypatch):
     plain = ks.chain(*layers).kernel(x, ntk=True)
     assert np.allclose(fused.nngp, plain.nngp, rtol=1e-13, atol=1e-15)
     assert np.allclose(fused.ntk, plain.ntk, rtol=1e-13, atol=1e-15)
+
+
+def test_small_calls_need_no_numba():
+    # a few values are served by the module's source run by Python: numba never starts
+    code = ("import sys, numpy as np, kernelshape as ks;"
+            "ks.activation('erf').c_map(0.3, order=2);"
+            "ks.activation('relu').c_map(np.array([0.1, -1.0]), order=1);"
+            "print('numba' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.split()[-1] == "False"
+
+
+def test_python_source_agrees_with_compiled_loops():
+    xs = np.linspace(-1.0, 1.0, 41)
+    for kind, row in _closed64._SAMPLES.items():
+        p = np.zeros(_closed64.WIDTH)
+        p[:len(row)] = row
+        for order in range(3):
+            name = f"loop_{kind}_{order}"
+            fast_out, slow_out = np.empty_like(xs), np.empty_like(xs)
+            assert _closed64.compiled(name)(p, xs, fast_out) == 0
+            assert _closed64.pure(name)(p, xs, slow_out) == 0
+            assert np.allclose(fast_out, slow_out, rtol=1e-14, atol=1e-15), (kind, order)

@@ -68,6 +68,41 @@ def kernels():
 
 
 _CHECKED: dict = {}
+_PURE: list = []
+#: Arrays up to this size are evaluated by the module's source run by Python while the
+#: compiled function is not loaded yet: a process that only asks for a few values never
+#: starts numba (about a second on first use, even from the disk cache).
+PURE_MAX = 16
+
+
+def pure(name):
+    """The module's function ``name`` as plain Python (no numba import)."""
+    if not _PURE:
+        key, text = module_text()
+        namespace = {"njit": _no_jit}
+        body = text.replace("from numba import njit\n", "")
+        exec(compile(body, f"<{key} (Python)>", "exec"), namespace)  # noqa: S102 - our text
+        _PURE.append(namespace)
+    fn = _PURE[0][name]
+
+    def run(*args):
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            return fn(*args)
+    return run
+
+
+def _no_jit(*args, **kwargs):
+    return lambda f: f
+
+
+def loop(kind, order, size):
+    """The C-map loop of ``kind`` and ``order``: compiled, or (for at most PURE_MAX values
+    while it is not loaded in this process) its source run by Python."""
+    name = f"loop_{kind}_{order}"
+    fn = _CHECKED.get(name)
+    if fn is None:
+        return pure(name) if size <= PURE_MAX else compiled(name)
+    return fn
 
 
 def compiled(name):
@@ -404,16 +439,18 @@ def fast_c_map(act, c, q, order):
         if cache is None or len(cache) > 64:
             cache = act.__dict__["_closed64_fast"] = {}
         cache[q] = hit
-    loop = hit[0][order]
-    if loop is None:
-        loop = hit[0][order] = compiled(f"loop_{hit[2]}_{order}")
+    run = hit[0][order]
+    if run is None:
+        run = loop(hit[2], order, c.size)
+        if c.size > PURE_MAX:
+            hit[0][order] = run
     if c.ndim == 1 and c.strides[0] == 8:
         out = np.empty_like(c)
-        if loop(hit[1], c, out):
+        if run(hit[1], c, out):
             return None
         return out
     flat = c.reshape(-1)   # a copy when c is not contiguous
     out = np.empty_like(flat)
-    if loop(hit[1], flat, out):
+    if run(hit[1], flat, out):
         return None
     return out.reshape(c.shape)

@@ -113,7 +113,7 @@ def c_map(act, c: np.ndarray, q: float, order: int) -> np.ndarray:
     closed = _closed64.constants(act, float(q))
     if closed is not None:
         out = np.empty_like(flat)
-        _closed64.compiled(f"loop_{closed[0]}_{order}")(closed[1], flat, out)
+        _closed64.loop(closed[0], order, flat.size)(closed[1], flat, out)
         return out.reshape(c.shape)
     prep = prepared(act, q)
     out = np.empty_like(flat)
