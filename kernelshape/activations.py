@@ -501,8 +501,7 @@ class Activation:
         ``q2`` (float64, order 0) gives the C map of two inputs at second moments ``q`` and
         ``q2``.
         """
-        from .maps import c_map
-        return c_map(self, c, q=q, q2=q2, order=order, digits=digits)
+        return (_MAPS or _load_maps()).c_map(self, c, q=q, q2=q2, order=order, digits=digits)
 
     def q_map_expr(self, order: int = 0):
         """Exact sympy Q map (in the symbol ``q``), or None when no closed form is known."""
@@ -513,6 +512,18 @@ class Activation:
         """Exact sympy C map (in the symbol ``c``) at input ``q``, or None."""
         from .maps import c_map_expr
         return c_map_expr(self, order=order, q=q)
+
+
+#: kernelshape.maps, imported on the first map call (it imports this module). Kept here so
+#: that a call on a few values does not pay the import statement's lookup (~1 us) each time.
+_MAPS = None
+
+
+def _load_maps():
+    global _MAPS
+    from . import maps
+    _MAPS = maps
+    return maps
 
 
 #: mpmath's exp refuses nothing: exp of a number with a binary exponent of 2^40 asks for a
