@@ -9,12 +9,24 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
+import pytest
 import torch
 from torch import nn
 
 from kernelshape.networks import RESNET_CONFIGS
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a test module: on 2 shared cores torch's thread pool only adds
+    contention for these small models."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _conv(cin, cout, k=3, stride=1):
@@ -172,7 +184,7 @@ def vanilla_cnn(depth=50, width=8, act=nn.Tanh, classes=10):
 
 def mlp(widths, act=nn.Tanh):
     layers = []
-    for a, b in zip(widths[:-1], widths[1:]):
+    for a, b in itertools.pairwise(widths):
         layers += [nn.Linear(a, b), act()]
     return nn.Sequential(*layers)
 

@@ -13,14 +13,17 @@ import math
 
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
+from _torch_models import (
+    KSResNet,
+    TVResNet,
+    one_thread,  # noqa: F401 - a fixture, used by pytestmark
+)
+from torch import nn
 
-torch = pytest.importorskip("torch")
-import torch.nn.functional as F  # noqa: E402
-from _torch_models import KSResNet, TVResNet  # noqa: E402
-from torch import nn  # noqa: E402
-
-import kernelshape as ks  # noqa: E402
-from kernelshape.networks import (  # noqa: E402
+import kernelshape as ks
+from kernelshape.networks import (
     avg_pool,
     chain,
     conv,
@@ -33,14 +36,7 @@ from kernelshape.networks import (  # noqa: E402
     parallel,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # 2 shared cores: torch's thread pool only adds contention for these tiny models.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Fn(nn.Module):
@@ -142,8 +138,26 @@ def test_sum_with_constant_weights_is_a_normalized_sum():
              lambda h, f: torch.add(0.6 * h, f(h), alpha=0.8),
              lambda h, f: (3 * h + 4 * f(h)) / 5, lambda h, f: 0.6 * h - (-0.8) * f(h)]
     for form in forms:
-        model = Fn(lambda x, a, b: form(a(x), lambda h: b(torch.tanh(h))), lin, nn.Linear(6, 6))
+        model = Fn(lambda x, a, b, form=form: form(a(x), lambda h: b(torch.tanh(h))), lin,
+                   nn.Linear(6, 6))
         assert repr(ks.torch.trace(model, X2)) == repr(want)
+
+
+class LearnedWeight(nn.Module):
+    """A shortcut weight held as a parameter; the branch weight computed from it."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor(0.6))
+        self.lin = nn.Linear(6, 6)
+
+    def forward(self, x):
+        return self.w * x + torch.sqrt(1 - self.w ** 2) * self.lin(torch.tanh(x))
+
+
+def test_weights_computed_from_scalar_parameters_are_constants():
+    net = ks.torch.trace(nn.Sequential(nn.Linear(6, 6), LearnedWeight()), X2)
+    assert np.allclose(net.layers[1].squares, [0.36, 0.64], atol=1e-7)   # float32 0.6
 
 
 def test_three_term_sum_is_one_normalized_sum():
@@ -229,6 +243,7 @@ class Inner(nn.Module):
     (Fn(lambda x, a: a(x) * torch.sigmoid(x), nn.Linear(6, 6)), X2, "mul", "product"),
     (Fn(lambda x: x @ x.T), X2, "matmul", "product"),
     (Branchy(), X2, "<model>", "control flow"),
+    (nn.Sequential(nn.Linear(6, 6), Branchy()), X2, "1", "control flow"),
     (nn.Sequential(nn.GroupNorm(2, 4)), X4, "0", "unknown module GroupNorm"),
     (Fn(lambda x: torch.cos(x)), X2, "cos", "unknown function cos"),
     (Fn(lambda x: x.exp()), X2, "exp", "unknown tensor method"),

@@ -5,6 +5,7 @@
   path (``err.problems``: ``(path, reason)`` pairs);
 * :func:`predict` — predicted ``q`` and ``c`` after every activation, sum and output, for
   two inputs at second moment ``q0`` and correlation ``c0`` (the scalar path);
+* :func:`capture` — the model's intermediate tensors by node name, as the rows name them;
 * :func:`shape` — a DKS/TAT-shaped copy (transformed activations, SUO/Delta-orthogonal
   weights, zero biases, normalized skip sums, optional PLN) and a :class:`Report`
   (``network``, ``transforms``, ``layers``, ``summary()``, ``predict(q0, c0)``).
@@ -14,8 +15,8 @@ as a finite-width check): each row is a :class:`Row` with fields ``path`` (modul
 ``"scope:node"`` for a function call inside module ``scope``), ``kind`` (``"activation"``,
 ``"sum"``, ``"cat"``, ``"output"``), ``q``, ``c``, ``node`` (the ``torch.fx`` node name in
 ``torch.fx.symbolic_trace`` of the model the rows describe; in a shaped model every
-activation is a module, so forward hooks on ``path`` see it) and ``detail``. The empirical
-counterparts: ``q = mean(h ** 2)`` over features and positions, ``c = <h, h'> / (|h| |h'|)``
+activation is a module, so forward hooks on ``path`` see it; ``capture(model, x)[node]``
+is the tensor of any row) and ``detail``. The empirical counterparts: ``q = mean(h ** 2)`` over features and positions, ``c = <h, h'> / (|h| |h'|)``
 for the outputs ``h, h'`` of a pair of inputs.
 
 What is read (one rule per module class, function and tensor method, in :mod:`._rules`):
@@ -41,10 +42,10 @@ Example:
 
 from __future__ import annotations
 
-from ._api import METHODS, TARGETS, Report, predict, shape, trace
+from ._api import METHODS, TARGETS, Report, capture, predict, shape, trace
 from ._derive import WEIGHTS, Row
 from ._vocab import ACTIVATIONS, PLN, TransformedActivation
 
 __all__ = ["ACTIVATIONS", "METHODS", "PLN", "TARGETS", "WEIGHTS", "Report", "Row",
-           "TransformedActivation", "predict", "shape", "trace"]
+           "TransformedActivation", "capture", "predict", "shape", "trace"]
 from ._check import check

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
@@ -22,7 +23,11 @@ TARGETS = {"dks": ("zeta",), "tat": ("tau", "eta")}
 
 def _read(model, example_input, shortcut_weight=None):
     """A private copy of ``model`` traced and read: (GraphModule, reader)."""
-    work = copy.deepcopy(model)
+    try:
+        work = copy.deepcopy(model)
+    except Exception as err:
+        raise ModelError(f"cannot copy the model (kernelshape reads and shapes a deep copy, "
+                         f"never the model itself): {type(err).__name__}: {err}") from err
     gm = graph_module(work, example_input)
     return gm, _Reader(gm, shortcut_weight).run()
 
@@ -139,6 +144,42 @@ def predict(model, example_input, *, q0: float | None = None, c0: float = 0.0,
     return _derive.rows(reader, _binder(reader), weights, q0, float(c0))
 
 
+def capture(model, inputs):
+    """Every intermediate tensor of ``model`` on ``inputs``, by ``torch.fx`` node name.
+
+    The graph is the one :func:`predict` reads (and, for a shaped model, the one
+    ``Report.layers`` names), so ``capture(model, x)[row.node]`` is the tensor a row
+    predicts. The model runs in its current mode, without gradients; nothing is modified.
+
+    Args:
+        model: a ``torch.nn.Module``.
+        inputs: one input batch.
+
+    Returns:
+        A dict: node name -> tensor (detached).
+
+    Example:
+        >>> import torch, kernelshape as ks
+        >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh())
+        >>> rows = ks.torch.predict(model, torch.zeros(1, 4), q0=1.0)
+        >>> ks.torch.capture(model, torch.ones(3, 4))[rows[0].node].shape
+        torch.Size([3, 8])
+    """
+    gm = graph_module(model, inputs)
+    seen = {}
+
+    class _Recorder(torch.fx.Interpreter):
+        def run_node(self, n):
+            out = super().run_node(n)
+            if isinstance(out, torch.Tensor):
+                seen[n.name] = out.detach()
+            return out
+
+    with torch.no_grad():
+        _Recorder(gm).run(inputs)
+    return seen
+
+
 @dataclasses.dataclass(frozen=True)
 class Report:
     """What :func:`shape` did.
@@ -173,6 +214,8 @@ class Report:
         for r in self.layers:
             lines.append(f"{r.path:<{width}}  {r.kind:<10}  {r.q:>10.6f}  {r.c:>10.6f}  "
                          f"{r.detail}")
+        if any(math.isnan(r.q) for r in self.layers):
+            lines.append(f"nan: {_derive.NOT_GAUSSIAN}")
         return "\n".join(lines)
 
 
@@ -247,8 +290,9 @@ def shape(model, example_input, *, method: str = "dks", zeta: float | None = Non
     w = _check_w(shortcut_weight)
     gm, reader = _read(model, example_input, w)
     for path in reader.scales:
-        reader.problems.append((path, "multiplication by a constant outside a normalized sum: "
-                                "DKS/TAT need layers that keep q"))
+        reason = ("multiplication by a constant outside a normalized sum: DKS/TAT need layers "
+                  "that keep q")
+        reader.problems.append((path, reason))
     _raise(reader, "cannot shape the model")
     network = _derive._Context(reader, lambda key: None, "shaped").network()
     transforms = {}
@@ -267,7 +311,8 @@ def shape(model, example_input, *, method: str = "dks", zeta: float | None = Non
     _check_used(targets, transforms, method)
     _rewrite(gm, reader, transforms, pln)
     _initialize(reader, np.random.default_rng(seed))
-    shaped_reader = _Reader(gm).run()
+    # Read back as predict() and capture() will read the shaped model: the same node names.
+    shaped_reader = _Reader(graph_module(gm, example_input)).run()
     _raise(shaped_reader, "internal: the shaped model")
     bind = _binder(shaped_reader)
     report = Report(
@@ -338,8 +383,18 @@ def _set_module(gm, target, module, modules):
     setattr(parent, leaf, module)
 
 
+def _blas_one_thread():
+    """One BLAS thread for the QRs: beside torch's own thread pool, OpenBLAS's spinning
+    threads made each 256 x 256 QR take a second on a busy 2-core machine."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:   # optional: only the speed differs
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def _initialize(reader, rng):
-    with torch.no_grad():
+    with torch.no_grad(), _blas_one_thread():
         for _, m, kind in reader.layers:
             if kind == "layer_norm":
                 m.weight.fill_(1.0)

@@ -279,13 +279,10 @@ def _record(torch, model, inputs, rows):
 def _record_graph(torch, model, inputs, nodes):
     import torch.fx
 
-    try:
-        # A GraphModule (what shape() returns) is its own graph: the rows name its nodes.
-        graph = model if isinstance(model, torch.fx.GraphModule) \
-            else torch.fx.symbolic_trace(model)
-    except Exception as err:                   # fx raises many types; name the model
-        raise ModelError(f"the rows name function calls, which need torch.fx to trace "
-                         f"the model, and it failed: {err}") from err
+    from ._trace import graph_module
+
+    # The graph predict() and shape() read, so that the rows' node names are its names.
+    graph = graph_module(model, inputs[:1])
     names = {n.name for n in graph.graph.nodes}
     missing = sorted(nodes - names)
     if missing:

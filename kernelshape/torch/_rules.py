@@ -1,6 +1,6 @@
 """The rule tables of the model reader: one function per module class, function and method.
 
-Each rule takes the reader (:class:`._trace._Reader`) and the fx node (and the module for
+Each rule takes the reader (``_trace._Reader``, passed in: this module does not import it) and the fx node (and the module for
 module calls) and returns the node's value: a layer spec applied to its input, a weighted
 term, a pending sum, a constant, or the reader's ``refuse`` (a problem recorded with the
 node's path, the input passed on). Specs are tuples ``(kind, ...)`` that :mod:`._derive`
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _vocab
-from ._trace import _Const, _shape
+from ._values import _Const, _shape
 
 
 # -- modules -----------------------------------------------------------------------------------

@@ -7,13 +7,8 @@ when tracing fails), its shapes come from one forward pass of ``example_input``
 looked up in a table (:mod:`._rules`: modules, functions, tensor methods),
 as ``torch.fx.Interpreter`` dispatches on the node's op. A node no rule covers, or one that
 does not fit the theory, adds ``(path, reason)`` to the problems and passes its input on, so
-that one error lists them all.
-
-Values: :class:`_Val` (a tensor: a layer applied to its parent, a normalized sum, or a
-concatenation), ``_Scaled`` (a tensor times a constant, waiting to see whether it is a
-sum's weight), ``_Pending`` (a sum of weighted terms not yet used: ``w1*a + w2*b + w3*c``
-is read as one sum) and ``_Const`` (numbers, shapes). :mod:`._derive` turns the values into
-a kernelshape network and per-layer predictions.
+that one error lists them all. The values are those of :mod:`._values`; :mod:`._derive`
+turns them into a kernelshape network and per-layer predictions.
 """
 
 from __future__ import annotations
@@ -21,12 +16,12 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.fx as fx
-from torch import nn
+from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from ..errors import ModelError
-from . import _vocab
+from . import _rules, _vocab
+from ._values import _Const, _lca, _Pending, _Scaled, _Val, node_path
 
 #: How far the squared weights of a sum may sum away from 1 before it counts as
 #: unnormalized (weights read from float32 tensors carry about 1e-7).
@@ -87,72 +82,6 @@ def graph_module(model, example_input):
     return gm
 
 
-def node_path(node):
-    """A node's module path: the module's for a module call, else ``scope:node``."""
-    if node.op == "call_module":
-        return str(node.target)
-    stack = node.meta.get("nn_module_stack")
-    scope = list(stack.values())[-1][0] if stack else ""
-    return f"{scope}:{node.name}" if scope else node.name
-
-
-def _shape(node):
-    meta = node.meta.get("tensor_meta")
-    return tuple(meta.shape) if meta is not None and hasattr(meta, "shape") else None
-
-
-# -- values ----------------------------------------------------------------------------------
-class _Val:
-    """A tensor: ``kind`` "input", "layer" (``spec`` applied to ``parent``), "sum" or
-    "cat" (``terms``: (value, squared weight) from ``parent``, the fork). ``ends``: the
-    linear/conv layer values that end it (None if an activation or the input may end it);
-    a term whose ending layers lie below a sum's fork is independent of the other terms."""
-
-    __slots__ = ("node", "parent", "depth", "kind", "spec", "terms", "ends", "index")
-
-    def __init__(self, node, parent, kind, spec=None, terms=(), ends=None):
-        self.node, self.parent, self.kind, self.spec = node, parent, kind, spec
-        self.depth = 0 if parent is None else parent.depth + 1
-        self.terms, self.ends = tuple(terms), ends
-
-
-class _Scaled:
-    __slots__ = ("val", "weight", "node", "made")
-
-    def __init__(self, val, weight, node):
-        self.val, self.weight, self.node, self.made = val, weight, node, None
-
-
-class _Pending:
-    __slots__ = ("terms", "node", "pair", "made")
-
-    def __init__(self, terms, node, pair=None):
-        self.terms, self.node, self.pair, self.made = list(terms), node, pair, None
-
-
-class _Const:
-    __slots__ = ("value",)
-
-    def __init__(self, value):
-        self.value = value
-
-
-def _lca(vals):
-    vals = list(vals)
-    first = vals[0]
-    for v in vals[1:]:
-        a, b = first, v
-        while a is not None and b is not None and a is not b:
-            if a.depth >= b.depth:
-                a = a.parent
-            else:
-                b = b.parent
-        if a is None or b is None:
-            return None
-        first = a
-    return first
-
-
 class _Reader:
     """One pass over the graph: a value per node, problems collected, shaping plans kept."""
 
@@ -169,8 +98,6 @@ class _Reader:
         self.act_builders = {}      # key -> () -> kernelshape Activation
 
     def run(self):
-        from . import _rules   # the tables hold rules that call back into the reader
-        self.rules = _rules
         for node in self.gm.graph.nodes:
             self.node = node
             self.values[node] = getattr(self, f"_op_{node.op}")(node)
@@ -198,30 +125,53 @@ class _Reader:
     def _op_call_module(self, node):
         module = self.modules[str(node.target)]
         for cls in type(module).__mro__:
-            rule = self.rules.MODULE_RULES.get(cls)
+            rule = _rules.MODULE_RULES.get(cls)
             if rule is not None:
                 return rule(self, node, module)
         return self.refuse(node, f"unknown module {type(module).__name__}: kernelshape has no "
                            "kernel rule for it")
 
     def _op_call_function(self, node):
-        if node.target in _vocab.FUNCTION_KINDS:
-            return self.activation(node, _vocab.function_kind(node))
-        rule = self.rules.FUNCTION_RULES.get(node.target)
-        if rule is None:
-            name = getattr(node.target, "__name__", repr(node.target))
-            return self.refuse(node, f"unknown function {name}: kernelshape has no kernel rule "
-                               "for it")
-        return rule(self, node)
+        name = getattr(node.target, "__name__", repr(node.target))
+        return self._call(node, _vocab.FUNCTION_KINDS, _rules.FUNCTION_RULES,
+                          f"unknown function {name}")
 
     def _op_call_method(self, node):
-        if node.target in _vocab.METHOD_KINDS:
+        return self._call(node, _vocab.METHOD_KINDS, _rules.METHOD_RULES,
+                          f"unknown tensor method .{node.target}()")
+
+    def _call(self, node, activations, rules, unknown):
+        folded = self._fold(node)
+        if folded is not None:
+            return folded
+        if node.target in activations:
             return self.activation(node, _vocab.function_kind(node))
-        rule = self.rules.METHOD_RULES.get(node.target)
+        rule = rules.get(node.target)
         if rule is None:
-            return self.refuse(node, f"unknown tensor method .{node.target}(): kernelshape has "
-                               "no kernel rule for it")
+            return self.refuse(node, f"{unknown}: kernelshape has no kernel rule for it")
         return rule(self, node)
+
+    def _fold(self, node):
+        """A call on constants only (``math.sqrt(1 - w ** 2)`` with ``w`` a scalar buffer or
+        parameter) is a constant: evaluated here, as a Python float where it is a number."""
+        inputs = node.all_input_nodes
+        values = [self.values[n] for n in inputs]
+        if not inputs or not all(isinstance(v, _Const) and isinstance(v.value, (int, float))
+                                 for v in values):
+            return None
+        env = {n: torch.tensor(v.value, dtype=torch.float64) for n, v in zip(inputs, values)}
+        args = fx.node.map_arg(node.args, env.__getitem__)
+        kwargs = fx.node.map_arg(node.kwargs, env.__getitem__)
+        try:
+            if node.op == "call_method":
+                out = getattr(args[0], node.target)(*args[1:], **kwargs)
+            else:
+                out = node.target(*args, **kwargs)
+        except (TypeError, ValueError, RuntimeError, AttributeError):   # not plain arithmetic
+            return None
+        if isinstance(out, torch.Tensor) and out.numel() == 1:
+            return _Const(float(out))
+        return _Const(out) if isinstance(out, (int, float)) else None
 
     def _op_output(self, node):
         outs = []
@@ -237,7 +187,6 @@ class _Reader:
                 outs.append(self.tensor(arg))
         collect(node.args[0])
         self.outputs = [v for v in outs if v is not None]
-        return None
 
     # -- helpers ---------------------------------------------------------------------------
     def _add(self, val):

@@ -14,6 +14,8 @@ ops and Python floats, so it scripts (``torch.jit.script``) and compiles.
 
 from __future__ import annotations
 
+import typing
+
 import sympy as sp
 import torch
 import torch.nn.functional as F
@@ -24,7 +26,7 @@ from ..activations import activation
 _X = sp.Symbol("x", real=True)
 
 
-def _softplus(beta):
+def _softplus(beta=1.0):
     if beta == 1.0:
         return activation("softplus")
     b = sp.Float(beta)
@@ -40,13 +42,13 @@ ACTIVATIONS = {
     "leaky_relu": (lambda negative_slope: activation("leaky_relu",
                                                      negative_slope=negative_slope),
                    lambda negative_slope: nn.LeakyReLU(negative_slope)),
-    "elu": (lambda alpha: activation("elu", alpha=alpha), lambda alpha: nn.ELU(alpha)),
+    "elu": (lambda alpha=1.0: activation("elu", alpha=alpha), lambda alpha=1.0: nn.ELU(alpha)),
     "selu": (lambda: activation("selu"), nn.SELU),
     "gelu_exact": (lambda: activation("gelu_exact"), lambda: nn.GELU("none")),
     "gelu": (lambda: activation("gelu"), lambda: nn.GELU("tanh")),
     "swish": (lambda: activation("swish"), nn.SiLU),
     "mish": (lambda: activation("mish"), nn.Mish),
-    "softplus": (_softplus, lambda beta: nn.Softplus(beta)),
+    "softplus": (_softplus, lambda beta=1.0: nn.Softplus(beta)),
     "softsign": (lambda: activation("softsign"), nn.Softsign),
     "erf": (lambda: activation("erf"), lambda: _Erf()),
 }
@@ -79,6 +81,15 @@ MODULE_KINDS = {
 }
 
 
+#: Parameters at these values are left out (``softplus``, not ``softplus(beta=1)``).
+DEFAULTS = {"softplus": {"beta": 1.0}, "elu": {"alpha": 1.0}}
+
+
+def _drop_defaults(kind, params):
+    defaults = DEFAULTS.get(kind, {})
+    return kind, {k: v for k, v in params.items() if defaults.get(k) != v}
+
+
 def module_kind(module):
     """``(kind, params)`` of an activation module, or None."""
     entry = MODULE_KINDS.get(type(module))
@@ -87,7 +98,7 @@ def module_kind(module):
     kind, params = entry
     if type(module) is nn.GELU:
         kind = _gelu_kind(module.approximate)
-    return kind, params(module)
+    return _drop_defaults(kind, params(module))
 
 
 def _kw(name, default, position=1):
@@ -131,7 +142,7 @@ def function_kind(node):
     params = {k: read(node) for k, read in readers.items()}
     if kind == "gelu":
         return _gelu_kind(params["approximate"]), {}
-    return kind, {k: float(v) for k, v in params.items()}
+    return _drop_defaults(kind, {k: float(v) for k, v in params.items()})
 
 
 def base_activation(kind, params, *, method=None):
@@ -163,7 +174,7 @@ class TransformedActivation(nn.Module):
     """
 
     # Names for reading the module back, not for the scripted forward.
-    __jit_ignored_attributes__ = ["kind", "params"]
+    __jit_ignored_attributes__: typing.ClassVar[list] = ["kind", "params"]
 
     def __init__(self, kind: str, params: dict, input_scale: float, input_shift: float,
                  output_shift: float, output_scale: float):
