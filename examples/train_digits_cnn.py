@@ -278,7 +278,7 @@ def plot(results: dict, settings: dict):
     fig.suptitle(f"Digits (8x8): vanilla CNN, {settings['depth']} conv 3x3 layers x "
                  f"{settings['channels']} channels, no norm, no skips; SGD lr "
                  f"{settings['lr']:g}, momentum {settings['momentum']:g}, batch "
-                 f"{settings['batch']}; mean over {n} seeds, band = range", fontsize=9)
+                 f"{settings['batch']}; mean over {n} seeds, band = range", fontsize=8)
     return fig
 
 

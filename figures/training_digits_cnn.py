@@ -3,7 +3,7 @@
 ReLU at PyTorch's default init, edge-of-chaos tanh, DKS tanh and TAT tanh (shaped in one
 call by ``ks.torch.shape``); no batch norm, no skips, the same optimizer and step budget,
 three seeds. Training loss and test accuracy against steps; the numbers go to
-``training_digits_cnn.json`` beside the PNG. About ten minutes on two busy cores.
+``training_digits_cnn.json`` beside the PNG. About five minutes on two shared cores.
 """
 
 import runpy

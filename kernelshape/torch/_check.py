@@ -279,13 +279,10 @@ def _record(torch, model, inputs, rows):
 def _record_graph(torch, model, inputs, nodes):
     import torch.fx
 
-    try:
-        # A GraphModule (what shape() returns) is its own graph: the rows name its nodes.
-        graph = model if isinstance(model, torch.fx.GraphModule) \
-            else torch.fx.symbolic_trace(model)
-    except Exception as err:                   # fx raises many types; name the model
-        raise ModelError(f"the rows name function calls, which need torch.fx to trace "
-                         f"the model, and it failed: {err}") from err
+    from ._trace import graph_module
+
+    # The graph predict() and shape() read, so that the rows' node names are its names.
+    graph = graph_module(model, inputs[:1])
     names = {n.name for n in graph.graph.nodes}
     missing = sorted(nodes - names)
     if missing:
@@ -364,17 +361,13 @@ def check(model, inputs, *, report=None, weights: str = "shaped", pair=(0, 1)) -
 
     Example:
         >>> import torch, kernelshape as ks
-        >>> from types import SimpleNamespace as Row
-        >>> model = torch.nn.Sequential(torch.nn.Linear(256, 256), torch.nn.Tanh())
-        >>> torch.nn.init.orthogonal_(model[0].weight); _ = torch.nn.init.zeros_(model[0].bias)
-        >>> x = torch.randn(8, 256, generator=torch.Generator().manual_seed(0))
-        >>> x = x / x.pow(2).mean(1, keepdim=True).sqrt()          # q0 = 1 (PLN)
-        >>> c0 = float(torch.nn.functional.cosine_similarity(x[0], x[1], dim=0))
-        >>> tanh = ks.activation("tanh")
-        >>> rep = Row(layers=[Row(path="1", kind="nonlinear", q=float(tanh.q_map(1.0)),
-        ...                       c=float(tanh.c_map(c0, q=1.0)))])
-        >>> ks.torch.check(model, x, report=rep).ok()
-        True
+        >>> _ = torch.manual_seed(0)
+        >>> model = torch.nn.Sequential(*[m for _ in range(10) for m in
+        ...                               (torch.nn.Linear(256, 256), torch.nn.Tanh())])
+        >>> x = torch.randn(8, 256)
+        >>> shaped, report = ks.torch.shape(model, x[:1], method="tat", tau=0.3, seed=0)
+        >>> ks.torch.check(shaped, x, report=report).ok(), ks.torch.check(model, x).ok()
+        (True, False)
     """
     import torch
 
