@@ -8,7 +8,10 @@
 * :func:`capture` — the model's intermediate tensors by node name, as the rows name them;
 * :func:`shape` — a DKS/TAT-shaped copy (transformed activations, SUO/Delta-orthogonal
   weights, zero biases, normalized skip sums, optional PLN) and a :class:`Report`
-  (``network``, ``transforms``, ``layers``, ``summary()``, ``predict(q0, c0)``).
+  (``network``, ``transforms``, ``layers``, ``summary()``, ``predict(q0, c0)``);
+* :func:`check` — empirical per-layer ``q`` and ``c`` of a model on a batch (forward hooks)
+  beside the theory's prediction, with jackknife errors and z-scores: a :class:`Check`
+  (``table()``, ``plot()``, ``ok()``, ``worst()``), the finite-width check for real models.
 
 **Stable row format** (for :func:`predict`, ``Report.layers`` and tools built on them such
 as a finite-width check): each row is a :class:`Row` with fields ``path`` (module path, or
@@ -43,9 +46,10 @@ Example:
 from __future__ import annotations
 
 from ._api import METHODS, TARGETS, Report, capture, predict, shape, trace
+from ._check import Check, CheckRow, check
 from ._derive import WEIGHTS, Row
 from ._vocab import ACTIVATIONS, PLN, TransformedActivation
 
-__all__ = ["ACTIVATIONS", "METHODS", "PLN", "TARGETS", "WEIGHTS", "Report", "Row",
-           "TransformedActivation", "capture", "predict", "shape", "trace"]
-from ._check import check
+__all__ = ["ACTIVATIONS", "METHODS", "PLN", "TARGETS", "WEIGHTS", "Check", "CheckRow",
+           "Report", "Row", "TransformedActivation", "capture", "check", "predict", "shape",
+           "trace"]
