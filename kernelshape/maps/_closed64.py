@@ -372,7 +372,10 @@ def _row(spec, affine, q):
         r = w2x2 * h
         e = e0 + d
         amp = mu * mu * 2.0 / math.pi
-        qn = amp * math.asin(r) + e * e
+        # asin(r) with r = 1 - h: pi/2 - 2 asin(sqrt(h/2)) keeps every digit for steep
+        # erf(k x) (h ~ 1 / (2 k^2 q)), where asin of the rounded r loses eps / sqrt(2 h).
+        near_one = 0.5 * math.pi - 2.0 * math.asin(math.sqrt(0.5 * h))
+        qn = amp * (math.asin(r) if r <= 0.5 else near_one) + e * e
         p[:5] = (amp / qn, r, h, w2x2, e * e / qn)
         return ERF, p, g * g * qn
     if name == "gauss":
@@ -391,7 +394,10 @@ def _row(spec, affine, q):
         s = a * a * q
         big = 2.0 * k * k * s
         one_p = 1.0 + big
-        kt1 = (big * math.asin(big / one_p) + big * big * 2.0 / (one_p * math.sqrt(
+        ratio = big / one_p   # asin near 1 from 1 - ratio = 1 / one_p, as for ERF above
+        angle = (math.asin(ratio) if ratio <= 0.5
+                 else 0.5 * math.pi - 2.0 * math.asin(math.sqrt(0.5 / one_p)))
+        kt1 = (big * angle + big * big * 2.0 / (one_p * math.sqrt(
             1.0 + 2.0 * big))) / (2.0 * math.pi)
         amp = 2.0 * mu * mu / (k * k)
         qn = lam * lam * s + amp * kt1

@@ -58,6 +58,17 @@ def _asin(z):
 
 
 @njit(cache=_CACHE, error_model="numpy", fastmath=_FM, inline="always")
+def _asin_near(z, comp):
+    """asin(z), |z| <= 1, given ``comp = 1 - |z|`` computed without cancellation (steep
+    kernels: z = r x with r within 1e-12 of 1, where 1 - |z| from the rounded z loses
+    eps / sqrt(comp) relative); otherwise as :func:`_asin`."""
+    a = abs(z)
+    r = _asin_small(min(a, math.sqrt(0.5 * comp)))
+    big = (_PIO2_HI - 2.0 * r) + _PIO2_LO
+    return math.copysign(big if a > 0.5 else r, z)
+
+
+@njit(cache=_CACHE, error_model="numpy", fastmath=_FM, inline="always")
 def _acos_minus(x):
     """acos(-x) without cancellation: 2 asin(sqrt((1 - |x|) / 2)) for x < -1/2,
     pi - that for x > 1/2, pi/2 + asin(x) between."""
@@ -95,11 +106,12 @@ def _gelu_kt(x, order, big):
     dd = (1.0 + big * (1.0 - x)) * (1.0 + big * (1.0 + x))
     d = math.sqrt(dd)
     om = (1.0 - x) * (1.0 + x)
+    angle = _asin_near(big * x / one_p, (1.0 + big * (1.0 - abs(x))) / one_p)
     if order == 0:
-        return (big * x * _asin(big * x / one_p)
+        return (big * x * angle
                 + big * big * (one_p + x * x * (1.0 - big)) / (one_p * d)) / _TWO_PI
     if order == 1:
-        return (big * _asin(big * x / one_p)
+        return (big * angle
                 + x * big * big * (2.0 * big * big * om + 5.0 * big + 3.0)
                 / (one_p * dd * d)) / _TWO_PI
     b2 = big * big
@@ -112,7 +124,7 @@ def _erf(order, p, x):
     """ERF, p = (A, r, h, 2 w^2, B): A asin(r x) + B and its derivatives (1 - r x and
     1 + r x written without cancellation)."""
     if order == 0:
-        return p[0] * _asin(p[1] * x) + p[4]
+        return p[0] * _asin_near(p[1] * x, p[2] * (1.0 + p[3] * (1.0 - abs(x)))) + p[4]
     lo = p[2] * (1.0 + p[3] * (1.0 - x))
     hi = p[2] * (1.0 + p[3] * (1.0 + x))
     root = math.sqrt(lo * hi)
