@@ -15,7 +15,7 @@ import sys as _sys
 import types as _types
 from importlib import import_module as _import_module
 
-from .errors import *  # noqa: F403 - the error classes are part of the public surface
+from .errors import *
 from .errors import __all__ as _errors_all
 
 # Every public name is imported on first use (module __getattr__, PEP 562): `import
@@ -40,7 +40,7 @@ _LAZY = (
     "torch", "jax",
 )
 
-__all__ = [
+__all__ = [  # noqa: PLE0604 - the error class names are strings too
     "__version__",
     "Activation", "Kink", "activation", "builtins",
     "Network", "as_network", "chain", "linear", "mlp", "nonlinear", "normalized_sum",

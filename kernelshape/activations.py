@@ -35,7 +35,7 @@ from .errors import (
 )
 from .parsing import X, as_sympy, check_constants, parse_expression
 
-__all__ = ["BUILTIN_FORMULAS", "Activation", "Kink", "activation", "builtins"]
+__all__ = ["BUILTIN_FORMULAS", "Activation", "Kink", "activation", "builtins"]  # noqa: F822
 
 def _sym(name):
     return sp.Symbol(name, real=True)

@@ -8,26 +8,26 @@ Messages say what was expected and what was got.
 from __future__ import annotations
 
 __all__ = [
-    "KernelShapeError",
-    "ExpressionError",
-    "UnsafeExpressionError",
-    "UnknownNameError",
-    "MagnitudeError",
     "ActivationError",
-    "FreeParameterError",
-    "NotRealError",
-    "InfiniteMomentError",
-    "DomainError",
-    "PrecisionError",
-    "NetworkError",
-    "TransformError",
-    "DocumentError",
-    "UnreachableTargetError",
-    "ConvergenceError",
-    "UnsupportedError",
     "CodegenError",
-    "ModelError",
+    "ConvergenceError",
+    "DocumentError",
+    "DomainError",
+    "ExpressionError",
+    "FreeParameterError",
     "ImmutableError",
+    "InfiniteMomentError",
+    "KernelShapeError",
+    "MagnitudeError",
+    "ModelError",
+    "NetworkError",
+    "NotRealError",
+    "PrecisionError",
+    "TransformError",
+    "UnknownNameError",
+    "UnreachableTargetError",
+    "UnsafeExpressionError",
+    "UnsupportedError",
 ]
 
 
@@ -138,7 +138,7 @@ class ModelError(KernelShapeError, ValueError):
     reason, so one error names all of them.
     """
 
-    def __init__(self, message: str, problems: "list[tuple[str, str]] | None" = None):
+    def __init__(self, message: str, problems: list[tuple[str, str]] | None = None):
         super().__init__(message)
         #: ``(path, reason)`` pairs, one per part of the model that does not fit.
         self.problems = list(problems or [])
