@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import kernelshape as ks
 
@@ -84,3 +85,21 @@ def test_fresh_processes_give_the_same_bits():
     here = workload()
     assert results[0] == results[1]
     assert results[0] == here
+
+
+@pytest.mark.parametrize("text", ["erf(2*x)", "x*erf(x)", "relu", "abs(x)", "sin(x)",
+                                  "exp(-x**2)", "0.5*x*(1 + erf(x/sqrt(2)))"])
+def test_closed_form_loops_give_the_same_bits_compiled_and_in_python(text):
+    # Calls on a few values run the closed-form source in Python (numba need not start);
+    # larger ones run it compiled. Both must give the same bits, or a result would depend
+    # on what ran earlier in the process (fused multiply-adds broke this once).
+    from kernelshape.maps import _closed64
+    phi = ks.activation(text)
+    kind, row, _ = _closed64.constants(phi, 1.7)
+    cs = np.concatenate([np.linspace(-1.0, 1.0, 401), [-1 + 1e-12, 1 - 1e-12, 1e-300]])
+    for order in (0, 1, 2):
+        name = f"loop_{kind}_{order}"
+        compiled, python = np.empty_like(cs), np.empty_like(cs)
+        _closed64.compiled(name)(row, cs, compiled)
+        _closed64.pure(name)(row, cs, python)
+        assert [v.hex() for v in compiled] == [v.hex() for v in python], (text, order)
