@@ -88,3 +88,30 @@ def test_relu_slope_at_c_one_is_exactly_one_half():
     value, slope = expectations(ks.activation("relu"), q, q, q, derivative=True)
     assert np.array_equal(slope, np.full(3, 0.5))
     assert np.array_equal(value, q / 2)
+
+
+def test_the_array_pool_hands_out_only_arrays_nobody_holds():
+    # Kernel evaluation recycles its megabyte arrays across layers (fresh ones cost a page
+    # fault per 4 KB): an array comes back only when no array, view or state refers to it.
+    from kernelshape.networks._kernels import _Pool
+    pool = _Pool()
+    a = pool.empty((4, 4))
+    b = pool.empty((16,))
+    assert not np.shares_memory(a, b)
+    view = a[1:]
+    del a
+    c = pool.empty((4, 4))
+    assert not np.shares_memory(c, view) and not np.shares_memory(c, b)
+    del view
+    d = pool.empty((2, 8))
+    assert np.shares_memory(d, pool.arrays[0])        # the first array, now free again
+
+
+def test_results_of_one_call_are_not_touched_by_the_next():
+    net = ks.chain(ks.conv(3, sigma_w=1.5, sigma_b=0.1), ks.nonlinear("relu"),
+                   ks.conv(3), ks.nonlinear("erf"), ks.global_avg_pool(), ks.linear(sigma_w=2.0))
+    rng = np.random.default_rng(0)
+    first = net.kernel(rng.standard_normal((3, 5, 5, 2)), ntk=True)
+    kept = first.nngp.copy(), first.ntk.copy()
+    net.kernel(rng.standard_normal((3, 5, 5, 2)), ntk=True)
+    assert np.array_equal(first.nngp, kept[0]) and np.array_equal(first.ntk, kept[1])

@@ -168,14 +168,18 @@ def _check(module, name):
     from .._jitnumba import _interpreted, is_finite_close
     xs = np.array([-1.0, -0.7, -0.3, 0.0, 0.4, 0.95, 1.0])
     fn = getattr(module, name)
-    if name == "window_sum":
+    if name in ("window_sum", "window_sum_into"):
         k = np.arange(2 * 3 * 2 * 2 * 3 * 2, dtype=np.float64).reshape(2, 3, 2, 2, 3, 2)
         taps = np.array([-1, 0, 1])
         out = np.empty_like(k)
-        fn(k, taps, taps, 9.0, out)
+        if name == "window_sum":
+            fn(k, taps, taps, 9.0, out)
+        else:
+            fn(k, taps, taps, 9.0, out, np.empty_like(k), np.empty((2, 2, 3, 2, 2, 3)),
+               np.empty((2, 2, 3, 2, 2, 3)))
         want = np.empty_like(k)
         _interpreted(module)["window_sum"](k, taps, taps, 9.0, want)
-        return None if np.array_equal(out, want) else "window_sum disagrees with its source"
+        return None if np.array_equal(out, want) else f"{name} disagrees with its source"
     if name in ("start", "affine"):
         x, d1, d2 = np.empty_like(xs), np.empty_like(xs), np.empty_like(xs)
         bad = module.start(np.append(xs[:-1], 1.0 + 4e-16), 2, x, d1, d2)

@@ -242,11 +242,18 @@ def window_sum(k, t1, t2, norm, out):
     separable, one axis pair at a time."""
     n, s2 = k.shape[0], k.shape[2]
     o1, o2 = out.shape[1], out.shape[2]
-    half = np.empty((n, o1, s2, n, o1, s2))
+    window_sum_into(k, t1, t2, norm, out, np.empty((n, o1, s2, n, o1, s2)),
+                    np.empty((n, s2, o1, n, s2, o1)), np.empty((n, o2, o1, n, o2, o1)))
+
+
+@njit(cache=_CACHE, error_model="numpy", fastmath=_FM)
+def window_sum_into(k, t1, t2, norm, out, half, swapped, done):
+    """:func:`window_sum` with its three temporaries given (shapes ``(n, o1, s2, n, o1,
+    s2)``, ``(n, s2, o1, n, s2, o1)``, ``(n, o2, o1, n, o2, o1)``), so a caller can reuse
+    them: fresh arrays of megabytes cost a page fault per 4 KB on first touch."""
     _window_axis(k, t1, half)
     # the third axis pair: swap the two spatial axes, sum, swap back
-    swapped = np.ascontiguousarray(half.transpose(0, 2, 1, 3, 5, 4))
-    done = np.empty((n, o2, o1, n, o2, o1))
+    swapped[...] = half.transpose(0, 2, 1, 3, 5, 4)
     _window_axis(swapped, t2, done)
     out[...] = done.transpose(0, 2, 1, 3, 5, 4)
     flat = out.reshape(-1)
