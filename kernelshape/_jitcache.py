@@ -122,20 +122,25 @@ def _untrusted(path: Path, *, follow_symlinks: bool = False, want_dir: bool = Fa
 
 
 # -- modules -------------------------------------------------------------------------------
-def load_module(key: str, source: str):
+def load_module(key: str, source: str, *, first_use_checks: bool = True):
     """The module ``key`` executed from ``source``, its kernels cached on disk when a
-    trusted directory is available (else compiled in memory)."""
+    trusted directory is available (else compiled in memory).
+
+    ``first_use_checks``: wrap an activation module's kernels in the checks of
+    :func:`kernelshape._jitnumba.checked_kernels`; a module of other functions (the
+    closed forms of :mod:`kernelshape.maps._closed64`) checks them itself.
+    """
     directory = cache_dir()
     if directory is None:
-        return _execute(key, source, None)
+        return _execute(key, source, None, first_use_checks)
     path = directory / f"{key}.py"
     try:
         _ensure_source(path, source)
     except OSError as err:
         warn(f"kernelshape cannot write its numba cache to {directory} ({err}); "
              "kernels are compiled in memory for this process")
-        return _execute(key, source, None)
-    return _execute(key, source, path)
+        return _execute(key, source, None, first_use_checks)
+    return _execute(key, source, path, first_use_checks)
 
 
 def _ensure_source(path: Path, source: str) -> None:
@@ -199,7 +204,7 @@ def discard(path: Path) -> None:
             entry.unlink(missing_ok=True)
 
 
-def _execute(key, source, path):
+def _execute(key, source, path, first_use_checks=True):
     """Run ``source`` as module ``key``; with a ``path``, attach checked disk caches."""
     from ._jitnumba import attach_caches, checked_kernels
 
@@ -211,7 +216,8 @@ def _execute(key, source, path):
     if path is not None:
         digest = hashlib.sha256(source.encode()).hexdigest()
         attach_caches(module, digest)
-        checked_kernels(module, lambda: _reload(module, source, path))
+        if first_use_checks:
+            checked_kernels(module, lambda: _reload(module, source, path))
     return module
 
 

@@ -30,9 +30,9 @@ the same source run by Python before use (code that disagrees is discarded and r
 
 from __future__ import annotations
 
-import hashlib
 import math
 import threading
+from pathlib import Path
 
 import numpy as np
 
@@ -61,9 +61,8 @@ def kernels():
         return _MODULE[0]
     with _LOCK:
         if not _MODULE:
-            from .._jitcache import cache_dir
-            key, text = _module_text()
-            _MODULE.append(_load(key, text, cache_dir()))
+            from .._jitcache import load_module
+            _MODULE.append(load_module(*_module_text(), first_use_checks=False))
     return _MODULE[0]
 
 
@@ -116,45 +115,16 @@ def compiled(name):
     with _LOCK:
         problem = _check(mod, name)
         if problem and sum(getattr(mod, name).stats.cache_hits.values()):
-            from .._jitcache import discard, warn
+            from .._jitcache import discard, load_module, warn
             warn(f"kernelshape discarded the cached machine code of {mod.__file__}: "
                  f"{problem}; recompiled")
-            key, text = _module_text()
-            path = getattr(mod, "_path", None)
-            if path is not None:
-                discard(path)
+            if not mod.__file__.startswith("<"):   # "<key>": compiled in memory
+                discard(Path(mod.__file__))
             _CHECKED.clear()
-            _MODULE[0] = mod = _load(key, text, path.parent if path is not None else None)
+            _MODULE[0] = mod = load_module(*_module_text(), first_use_checks=False)
             _check(mod, name)
         fn = _CHECKED[name] = getattr(mod, name)
     return fn
-
-
-def _load(key, text, directory):
-    """Execute ``text`` as module ``key``; with a trusted directory, its numba entries
-    cached there (checked entries, :mod:`kernelshape._jitnumba`)."""
-    import sys
-    import types
-
-    from .._jitcache import _ensure_source, warn
-    path = None
-    if directory is not None:
-        path = directory / f"{key}.py"
-        try:
-            _ensure_source(path, text)
-        except OSError as err:
-            warn(f"kernelshape cannot write its numba cache to {directory} ({err}); "
-                 "kernels are compiled in memory for this process")
-            path = None
-    module = types.ModuleType(key)
-    module.__file__ = str(path) if path is not None else f"<{key}>"
-    module._path = path
-    sys.modules[key] = module
-    exec(compile(text, module.__file__, "exec"), module.__dict__)  # noqa: S102 - our text
-    if path is not None:
-        from .._jitnumba import attach_caches
-        attach_caches(module, hashlib.sha256(text.encode()).hexdigest())
-    return module
 
 
 #: Sample constants per kind for the first-use checks (any finite values do).
