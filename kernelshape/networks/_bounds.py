@@ -110,9 +110,8 @@ def bounds(phi, network, *, zeta=None, points: int = 401, ntk: bool = True) -> B
     if ntk and network._n_parameterized():
         per_layer = network.layer_ntks(act, grid)
         raw = float(np.max(np.abs(per_layer - grid)))
-        count = len(per_layer)
-        scale = np.array([network._ntk(act, 1.0, 1.0, i, linear=True) for i in range(count)])
-        deviation = float(np.max(np.abs(per_layer / scale[:, None] - grid)))
+        scale = network._linear_ntk_scales(act)[:, None]
+        deviation = float(np.max(np.abs(per_layer / scale - grid)))
         if deviation > ntk_bound:
             violations.append(f"Theorem 27: max |Theta_i / lambda_i - c| = {deviation:.6g} > "
                               f"11 (zeta - 1) = {ntk_bound:.6g}")

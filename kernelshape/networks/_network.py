@@ -254,9 +254,14 @@ class Network:
         count = self._n_parameterized()
         rows = np.array([self._ntk(phi, c, q, i) for i in range(count)])
         if normalized:
-            scale = np.array([self._ntk(phi, 1.0, 1.0, i, linear=True) for i in range(count)])
-            rows = rows / scale.reshape((count,) + (1,) * (rows.ndim - 1))
+            rows = rows / self._linear_ntk_scales(phi).reshape((count,) + (1,) * (rows.ndim - 1))
         return rows
+
+    def _linear_ntk_scales(self, phi):
+        """``lambda_i`` of :meth:`layer_ntks`: each layer's NTK at ``c = 1``, ``q = 1`` in
+        this network with identity activations."""
+        return np.array([self._ntk(phi, 1.0, 1.0, i, linear=True)
+                         for i in range(self._n_parameterized())])
 
     def kernel(self, X, *, ntk: bool = False, phi=None):
         """NNGP (and NTK) of the network on a batch of inputs, over (input, position) pairs.
