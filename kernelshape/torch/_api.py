@@ -165,7 +165,11 @@ def capture(model, inputs):
         >>> ks.torch.capture(model, torch.ones(3, 4))[rows[0].node].shape
         torch.Size([3, 8])
     """
-    gm = graph_module(model, inputs)
+    return node_values(graph_module(model, inputs), inputs)
+
+
+def node_values(gm, inputs):
+    """Run the GraphModule ``gm`` on ``inputs`` without gradients: node name -> tensor."""
     seen = {}
 
     class _Recorder(torch.fx.Interpreter):

@@ -277,8 +277,7 @@ def _record(torch, model, inputs, rows):
 
 
 def _record_graph(torch, model, inputs, nodes):
-    import torch.fx
-
+    from ._api import node_values
     from ._trace import graph_module
 
     # The graph predict() and shape() read, so that the rows' node names are its names.
@@ -289,23 +288,19 @@ def _record_graph(torch, model, inputs, nodes):
         raise ModelError(f"the report names graph nodes the model does not have: "
                          f"{missing}; pass the report made for this model",
                          [(n, "no such node") for n in missing])
+    values = {}
+    _run(torch, model, lambda: values.update(node_values(graph.eval(), inputs)))
     seen: dict[str, list] = {n: [] for n in nodes}
-    layout = {"axis": 1}
-
-    class Recorder(torch.fx.Interpreter):
-        def run_node(self, node):
-            out = super().run_node(node)
-            target = (type(self.module.get_submodule(node.target)).__name__
-                      if node.op == "call_module" else getattr(node.target, "__name__", ""))
-            if target in _CONV:
-                layout["axis"] = 1
-            elif target in ("Linear", "linear"):
-                layout["axis"] = -1
-            if node.name in seen:
-                seen[node.name].append(_output(torch, out, node.name, layout["axis"]))
-            return out
-
-    _run(torch, model, lambda: Recorder(graph.eval()).run(inputs))
+    axis = 1
+    for node in graph.graph.nodes:      # execution order: the last dense or conv layer
+        target = (type(graph.get_submodule(node.target)).__name__
+                  if node.op == "call_module" else getattr(node.target, "__name__", ""))
+        if target in _CONV:
+            axis = 1
+        elif target in ("Linear", "linear"):
+            axis = -1
+        if node.name in seen:   # a node that gives no tensor is refused by _output
+            seen[node.name].append(_output(torch, values.get(node.name), node.name, axis))
     return {"node": seen}
 
 
