@@ -5,7 +5,8 @@ kernelshape's own source, never user text: scalar closed forms per kind (``_erf`
 constants), branch-free ``asin``/``acos``/``exp`` so the loops over them vectorize, and
 loops generated per kind (and order): ``loop_K_O`` (a C map over an array, checking it),
 ``layer_K`` (one network layer, chain rule), ``dual_K`` and ``pairs_K`` (element-wise
-layers of kernels on inputs), plus ``start``, ``affine`` and ``window_sum``. Constants
+layers of kernels on inputs), plus ``start``, ``affine``, ``window_upper`` and
+``mirror_upper``. Constants
 (the asin fit, Taylor coefficients) are printed into the text, so its hash names them.
 """
 
@@ -214,51 +215,79 @@ def start(c, order, x, d1, d2):
 
 
 @njit(cache=_CACHE, error_model="numpy", fastmath=_FM)
-def _window_axis(k, taps, out):
-    """out[a, i, j, b, p, m] = sum over taps u of k[a, i + u, j, b, p + u, m] (entries
-    outside k count 0): the window sum along the second axis pair, each output summed in
-    a register over its valid taps, the innermost loop contiguous."""
+def window_upper(k, t1, t2, norm, w2, b2, add, out, half):
+    """A stride-1 convolution followed by its dense part, on the upper triangle of a kernel
+    over (input, position) pairs (kernelshape.networks._kernels): with
+    s = sum over taps (u, v) of k[a, i + u, j + v, b, p + u, m + v] (entries outside k
+    count 0), out = (s / norm) w2 + b2, or add + (s / norm) w2 when ``add`` has out's
+    shape (the NTK: add is the new NNGP). Only entries whose (b, p, m) >= (a, i, j)
+    (row-major order) are read or written: the shifts keep that order, so the upper
+    triangle needs the upper triangle alone. Separable: the first axis pair into ``half``
+    (shape ``(n, o1, s2, n, o1, s2)``), then the second; each sum in tap order from 0."""
     n, s1, s2 = k.shape[0], k.shape[1], k.shape[2]
-    o1 = out.shape[1]
+    o1, o2 = out.shape[1], out.shape[2]
+    ntk = add.shape[0] == n
+    kf = k.reshape(n, s1, s2, n, s1 * s2)
+    hf = half.reshape(n, o1, s2, n, o1 * s2)
     for a in range(n):
         for i in range(o1):
             for j in range(s2):
-                for b in range(n):
-                    for p in range(o1):
-                        for m in range(s2):
-                            out[a, i, j, b, p, m] = 0.0
-                        for u in taps:
-                            ii, pp = i + u, p + u
-                            if 0 <= ii < s1 and 0 <= pp < s1:
-                                for m in range(s2):
-                                    out[a, i, j, b, p, m] += k[a, ii, j, b, pp, m]
+                h = hf[a, i, j]
+                for b in range(a, n):
+                    first = i * s2 + j if b == a else 0
+                    for f in range(first, o1 * s2):
+                        h[b, f] = 0.0
+                for u in t1:
+                    ii = i + u
+                    if 0 <= ii < s1:
+                        src = kf[a, ii, j]
+                        hi = min(o1, s1 - u) * s2
+                        shift = u * s2
+                        for b in range(a, n):
+                            first = i * s2 + j if b == a else 0
+                            for f in range(max(max(0, -u) * s2, first), hi):
+                                h[b, f] += src[b, f + shift]
+    for a in range(n):
+        for i in range(o1):
+            for j in range(o2):
+                row = out[a, i, j]
+                for b in range(a, n):
+                    for p in range(i if b == a else 0, o1):
+                        first = j if b == a and p == i else 0
+                        for m in range(first, o2):
+                            row[b, p, m] = 0.0
+                for v in t2:
+                    jj = j + v
+                    if 0 <= jj < s2:
+                        src = half[a, i, jj]
+                        hi = min(o2, s2 - v)
+                        for b in range(a, n):
+                            for p in range(i if b == a else 0, o1):
+                                first = j if b == a and p == i else 0
+                                for m in range(max(max(0, -v), first), hi):
+                                    row[b, p, m] += src[b, p, m + v]
+                for b in range(a, n):
+                    for p in range(i if b == a else 0, o1):
+                        first = j if b == a and p == i else 0
+                        if ntk:
+                            plus = add[a, i, j, b, p]
+                            for m in range(first, o2):
+                                row[b, p, m] = plus[m] + (row[b, p, m] / norm) * w2
+                        else:
+                            for m in range(first, o2):
+                                row[b, p, m] = (row[b, p, m] / norm) * w2 + b2
 
 
 @njit(cache=_CACHE, error_model="numpy", fastmath=_FM)
-def window_sum(k, t1, t2, norm, out):
-    """out[a, i, j, b, p, m] = sum over taps (u, v) of k[a, i + u, j + v, b, p + u, m + v]
-    (entries outside k count 0) / norm: a convolution's aligned window average of a kernel
-    over (input, position) pairs, two spatial axes (kernelshape.networks._kernels);
-    separable, one axis pair at a time."""
-    n, s2 = k.shape[0], k.shape[2]
-    o1, o2 = out.shape[1], out.shape[2]
-    window_sum_into(k, t1, t2, norm, out, np.empty((n, o1, s2, n, o1, s2)),
-                    np.empty((n, s2, o1, n, s2, o1)), np.empty((n, o2, o1, n, o2, o1)))
-
-
-@njit(cache=_CACHE, error_model="numpy", fastmath=_FM)
-def window_sum_into(k, t1, t2, norm, out, half, swapped, done):
-    """:func:`window_sum` with its three temporaries given (shapes ``(n, o1, s2, n, o1,
-    s2)``, ``(n, s2, o1, n, s2, o1)``, ``(n, o2, o1, n, o2, o1)``), so a caller can reuse
-    them: fresh arrays of megabytes cost a page fault per 4 KB on first touch."""
-    _window_axis(k, t1, half)
-    # the third axis pair: swap the two spatial axes, sum, swap back
-    swapped[...] = half.transpose(0, 2, 1, 3, 5, 4)
-    _window_axis(swapped, t2, done)
-    out[...] = done.transpose(0, 2, 1, 3, 5, 4)
-    flat = out.reshape(-1)
-    for i in range(flat.shape[0]):
-        flat[i] /= norm
+def mirror_upper(k):
+    """k[c, r] = k[r, c] for c > r: a square matrix whose upper triangle holds its values
+    made whole, in tiles of 8 x 8 (a cache line of the column written per row)."""
+    size = k.shape[0]
+    for r0 in range(0, size, 8):
+        for c0 in range(r0, size, 8):
+            for r in range(r0, min(r0 + 8, size)):
+                for c in range(max(c0, r + 1), min(c0 + 8, size)):
+                    k[c, r] = k[r, c]
 
 
 @njit(cache=_CACHE, error_model="numpy", fastmath=_FM)
@@ -355,25 +384,47 @@ def dual_{kind}(p, q, big_q, k12, value, slope):
 _PAIRS = '''
 @njit(cache=_CACHE, error_model="numpy", fastmath=_FM)
 def pairs_{kind}(p, big_q, q, homogeneous, k, diag, t, k_out, t_out):
-    """An element-wise layer on a symmetric kernel matrix k (and the NTK t, when it has k's
-    size), entries (r, c) with r <= c computed, mirrored: c = k / s, value A C(c), slope
-    B C'(c); one second moment q (s = q, A = Q(q), B = Q(q) / q), or a positively
-    homogeneous phi (s = sqrt(d_r d_c) from the diagonal, A = Q(1) s, B = Q(1))."""
+    """An element-wise layer on the upper triangle (r <= c) of a symmetric kernel matrix k
+    (and the NTK t, when it has k's size): c = k / s, value A C(c), slope B C'(c); one
+    second moment q (s = q, A = Q(q), B = Q(q) / q), or a positively homogeneous phi
+    (s = sqrt(d_r d_c) from the diagonal, A = Q(1) s, B = Q(1)). Entries below the
+    diagonal are neither read nor written (mirror_upper makes the matrix whole); rows are
+    contiguous, so the loops vectorize."""
     row = (p[0], p[1], p[2], p[3], p[4], p[5], p[6])
     size = k.shape[0]
     ntk = t.shape[0] == size
+    scale = big_q if homogeneous else big_q / q
     for r in range(size):
-        for c in range(r, size):
-            s = math.sqrt(diag[r] * diag[c]) if homogeneous else q
-            x = min(max(k[r, c] / s, -1.0), 1.0)
-            v = {fn}(0, row, x)
-            v = big_q * (1.0 if x == 1.0 else v) * (s if homogeneous else 1.0)
-            k_out[r, c] = v
-            k_out[c, r] = v
-            if ntk:
-                g = {fn}(1, row, x) * (big_q if homogeneous else big_q / q)
-                t_out[r, c] = t[r, c] * g
-                t_out[c, r] = t[c, r] * g
+        dr = diag[r]
+        kr = k[r]
+        ko = k_out[r]
+        if ntk:
+            tr = t[r]
+            to = t_out[r]
+            if homogeneous:
+                for c in range(r, size):
+                    s = math.sqrt(dr * diag[c])
+                    x = min(max(kr[c] / s, -1.0), 1.0)
+                    v = {fn}(0, row, x)
+                    ko[c] = big_q * (1.0 if x == 1.0 else v) * s
+                    to[c] = tr[c] * ({fn}(1, row, x) * scale)
+            else:
+                for c in range(r, size):
+                    x = min(max(kr[c] / q, -1.0), 1.0)
+                    v = {fn}(0, row, x)
+                    ko[c] = big_q * (1.0 if x == 1.0 else v)
+                    to[c] = tr[c] * ({fn}(1, row, x) * scale)
+        elif homogeneous:
+            for c in range(r, size):
+                s = math.sqrt(dr * diag[c])
+                x = min(max(kr[c] / s, -1.0), 1.0)
+                v = {fn}(0, row, x)
+                ko[c] = big_q * (1.0 if x == 1.0 else v) * s
+        else:
+            for c in range(r, size):
+                x = min(max(kr[c] / q, -1.0), 1.0)
+                v = {fn}(0, row, x)
+                ko[c] = big_q * (1.0 if x == 1.0 else v)
 '''
 
 #: The Chebyshev fit of _asin_small, lowest power first (see its docstring).

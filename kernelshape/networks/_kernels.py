@@ -66,6 +66,10 @@ class _State:
     t: np.ndarray | None
     spatial: tuple
     pool: _Pool | None = None
+    #: Only the upper triangle (row <= column of the flattened (input, position) matrix)
+    #: holds values, the rest is scratch: the compiled passes work on that half and
+    #: :func:`_full` completes the matrix for every other rule.
+    upper: bool = False
 
 
 class _Pool:
@@ -107,6 +111,18 @@ def inputs_kernel(x, ntk):
     k = np.einsum("apc,bqc->apbq", flat, flat) / channels
     k = k.reshape((n,) + spatial + (n,) + spatial)
     return _State(k, np.zeros_like(k) if ntk else None, tuple(spatial), _Pool())
+
+
+def _full(st):
+    """``st`` with whole matrices (mirrors an upper-triangle state in place)."""
+    if st.upper:
+        from ..maps._closed64 import compiled
+        size = _size(st)
+        compiled("mirror_upper")(st.k.reshape(size, size))
+        if st.t is not None:
+            compiled("mirror_upper")(st.t.reshape(size, size))
+        st.upper = False
+    return st
 
 
 def _size(st):
@@ -253,8 +269,6 @@ def _spatial_params(value, spatial, what):
 
 def _spatial_op(st, node, sizes, strides, aligned, offsets_of, norm_of):
     d, spatial = len(st.spatial), list(st.spatial)
-    if COMPILED and aligned and d <= 2 and all(s == 1 for s in strides):
-        return _aligned_compiled(st, node, sizes, offsets_of, norm_of)
 
     def fn(arr, lead):
         for ax, (w, s) in enumerate(zip(sizes, strides)):
@@ -269,8 +283,9 @@ def _spatial_op(st, node, sizes, strides, aligned, offsets_of, norm_of):
 
 
 def _aligned_compiled(st, node, sizes, offsets_of, norm_of):
-    """A stride-1 convolution's window average in one compiled pass per kernel (NNGP, NTK),
-    one or two spatial axes: no padded copies, no pass per tap."""
+    """A stride-1 convolution (one or two spatial axes) with its dense part, in one compiled
+    pass per kernel (NNGP, then NTK) over the upper triangle: no padded copies, no pass
+    per tap, no mirrored half."""
     from ..maps._closed64 import compiled
     d, n = len(st.spatial), st.k.shape[0]
     shape, outs, taps, norm = [], [], [], 1.0
@@ -285,22 +300,25 @@ def _aligned_compiled(st, node, sizes, offsets_of, norm_of):
             taps.append(np.zeros(1, dtype=np.int64))
         shape.append(size)
         outs.append(out)
-    window_sum = compiled("window_sum_into")
+    window = compiled("window_upper")
     s1, s2, o1, o2 = shape[0], shape[1], outs[0], outs[1]
+    w2, b2 = float(node.sigma_w) ** 2, float(node.sigma_b) ** 2
+    half = _empty(st, (n, o1, s2, n, o1, s2))
+    none = np.empty((0, 1, 1, 1, 1, 1))
 
-    def one(arr):
+    def one(arr, add):
         src = np.ascontiguousarray(arr).reshape(n, s1, s2, n, s1, s2)
         dst = _empty(st, (n, o1, o2, n, o1, o2))
-        half = _empty(st, (n, o1, s2, n, o1, s2))
-        swapped = _empty(st, (n, s2, o1, n, s2, o1))
-        done = _empty(st, (n, o2, o1, n, o2, o1))
-        window_sum(src, taps[0], taps[1], float(norm), dst, half, swapped, done)
-        del half, swapped, done
-        return dst.reshape((n,) + tuple(outs[:d]) + (n,) + tuple(outs[:d]))
+        window(src, taps[0], taps[1], float(norm), w2, b2, add, dst, half)
+        return dst
 
-    st.k = one(st.k)
-    st.t = None if st.t is None else one(st.t)
+    k = one(st.k, none)
+    st.t = None if st.t is None else one(st.t, k).reshape(
+        (n,) + tuple(outs[:d]) + (n,) + tuple(outs[:d]))
+    st.k = k.reshape((n,) + tuple(outs[:d]) + (n,) + tuple(outs[:d]))
+    del half
     st.spatial = tuple(outs[:d])
+    st.upper = True
     return st
 
 
@@ -309,10 +327,12 @@ def _conv(node, st, phi):
     sizes = _spatial_params(node.kernel_size, st.spatial, what)
     strides = _spatial_params(node.stride, st.spatial, what)
     if node.init == "delta":
-        st = _spatial_op(st, node, sizes, strides, True, lambda w: [(w - 1) // 2],
-                         lambda w: 1.0)
+        offsets, norm = (lambda w: [(w - 1) // 2]), (lambda w: 1.0)
     else:
-        st = _spatial_op(st, node, sizes, strides, True, lambda w: list(range(w)), float)
+        offsets, norm = (lambda w: list(range(w))), float
+    if COMPILED and len(st.spatial) <= 2 and all(s == 1 for s in strides):
+        return _aligned_compiled(st, node, sizes, offsets, norm)
+    st = _spatial_op(_full(st), node, sizes, strides, True, offsets, norm)
     return _dense(node, st, phi)
 
 
@@ -368,6 +388,7 @@ def _nonlinear(node, st, phi):
     fused = _nonlinear_compiled(_phi_of(node, phi), st, diag, size) if COMPILED else None
     if fused is not None:
         return fused
+    st = _full(st)
     blocks = _blocks(size)
     flat = st.k.reshape(size, size)
     values = np.concatenate([flat[r, c].ravel() for r, c in blocks])
@@ -405,10 +426,12 @@ def _nonlinear_compiled(phi, st, diag, size):
     k_out = _empty(st, k.shape)
     t = k[:0] if st.t is None else np.ascontiguousarray(st.t).reshape(size, size)
     t_out = np.empty_like(t) if st.t is None else _empty(st, t.shape)
-    _closed64.compiled(f"pairs_{found[0]}")(found[1], q_map(phi, at), at, not one_q, k, diag,
-                                            t, k_out, t_out)
+    # a contiguous diagonal: a strided one compiles to a loop that does not vectorize (3x)
+    _closed64.compiled(f"pairs_{found[0]}")(found[1], q_map(phi, at), at, not one_q, k,
+                                            np.ascontiguousarray(diag), t, k_out, t_out)
     st.k = k_out.reshape(st.k.shape)
     st.t = None if st.t is None else t_out.reshape(st.t.shape)
+    st.upper = True   # pairs reads and writes the upper triangle alone
     return st
 
 
@@ -451,6 +474,11 @@ KERNEL_RULES = {
 }
 
 
+#: The rules that accept an upper-triangle state (they complete it themselves where they
+#: need the whole matrix); every other rule gets whole matrices.
+UPPER_RULES = frozenset({"nonlinear", "conv"})
+
+
 class KernelRules:
     """Kernel arrays through a description (walked by :mod:`._walk`)."""
 
@@ -458,10 +486,13 @@ class KernelRules:
         self.phi = phi
 
     def leaf(self, node, st):
-        return KERNEL_RULES[node.kind](node, _State(st.k, st.t, st.spatial, st.pool),
-                                       self.phi)
+        state = _State(st.k, st.t, st.spatial, st.pool, st.upper)
+        if node.kind not in UPPER_RULES:
+            state = _full(state)
+        return KERNEL_RULES[node.kind](node, state, self.phi)
 
     def combine(self, node, outs):
+        outs = [_full(o) for o in outs]
         shapes = {o.k.shape for o in outs}
         if len(shapes) > 1:
             raise NetworkError(f"the branches of {node!r} give kernels of different shapes "
@@ -489,6 +520,7 @@ def check_inputs(x):
 
 
 def finish(st):
+    st = _full(st)
     if st.spatial:
         raise NetworkError(
             f"the network's output still has positions {st.spatial}: end it with flatten() or "
