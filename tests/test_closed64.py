@@ -202,6 +202,33 @@ def test_kernels_on_inputs_match_the_general_route(name, conv, monkeypatch):
     assert np.allclose(fused.ntk, plain.ntk, rtol=1e-13, atol=1e-15)
 
 
+@pytest.mark.parametrize("shape", [(3, 6, 5, 2), (4, 7, 3)], ids=["2d", "1d"])
+def test_upper_triangle_states_are_completed_for_every_rule(shape, monkeypatch):
+    # the compiled convs and element-wise passes leave only the upper triangle of the
+    # (input, position) matrix; branches, layer norm, pooling, a strided conv, a
+    # non-closed-form activation and flatten each need the whole matrix
+    x = np.random.default_rng(2).standard_normal(shape)
+    block = ks.chain(ks.conv(3, sigma_w=1.2, sigma_b=0.1), ks.nonlinear("relu"))
+    layers = [ks.conv(3, sigma_w=1.4, sigma_b=0.3), ks.nonlinear("relu"),
+              ks.residual(block, 0.6), ks.conv(3, sigma_w=1.1), ks.layer_norm(),
+              ks.nonlinear("erf"),
+              ks.avg_pool(2, stride=1), ks.conv(3, padding="valid", init="delta"),
+              ks.nonlinear("abs(x)"), ks.conv(2, stride=2, sigma_w=1.1),
+              ks.nonlinear("x*tanh(x)"), ks.conv(3, sigma_w=1.3), ks.nonlinear("relu"),
+              ks.flatten(), ks.linear(sigma_w=2.0)]
+    fused = ks.chain(*layers).kernel(x, ntk=True)
+    # a network ending in a compiled pass is completed at the end
+    last = ks.chain(ks.linear(sigma_w=1.4, sigma_b=0.1), ks.nonlinear("relu")).kernel(
+        x.reshape(len(x), -1), ntk=True)
+    for k in (fused.nngp, fused.ntk, last.nngp, last.ntk):
+        assert np.array_equal(k, k.T)
+    monkeypatch.setattr(_closed64, "constants", lambda act, q: None)
+    monkeypatch.setattr(_kernels, "COMPILED", False)
+    plain = ks.chain(*layers).kernel(x, ntk=True)
+    assert np.allclose(fused.nngp, plain.nngp, rtol=1e-13, atol=1e-15)
+    assert np.allclose(fused.ntk, plain.ntk, rtol=1e-13, atol=1e-15)
+
+
 def test_small_calls_need_no_numba():
     # a few values are served by the module's source run by Python: numba never starts
     code = ("import sys, numpy as np, kernelshape as ks;"

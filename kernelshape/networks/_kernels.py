@@ -101,9 +101,13 @@ def _empty(st, shape):
 
 
 # Layout: K[a, i, j, ..., b, i', j', ...] -- the (input, position) x (input, position) matrix
-# with its axes unflattened, so a reshape gives the matrix (the element-wise rule works on
-# its upper triangle) and spatial rules slice one axis per side. Linear rules act on NNGP
-# and NTK stacked along a leading axis, in one pass.
+# with its axes unflattened, so a reshape gives the matrix and spatial rules slice one axis
+# per side. Linear rules act on NNGP and NTK stacked along a leading axis, in one pass.
+# The compiled passes (stride-1 convs with their dense part, closed-form element-wise
+# layers) read and write the upper triangle alone (``_State.upper``): a shift applied to
+# both sides keeps the row <= column order, so a conv's upper triangle needs only its
+# input's, and a chain of them never completes the matrix; :func:`_full` mirrors it once
+# for the first rule that needs every entry, and at the end.
 def inputs_kernel(x, ntk):
     """The input state: ``K = x x^T / channels`` over (input, position) pairs, ``T = 0``."""
     n, spatial, channels = x.shape[0], x.shape[1:-1], x.shape[-1]
