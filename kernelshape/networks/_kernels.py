@@ -142,13 +142,21 @@ def _outer(k, spatial):
 
 
 def _linear_op(st, fn):
-    """Apply ``fn(arr, lead)`` to the NNGP and the NTK at once (``lead`` leading axes)."""
+    """Apply ``fn(arr, lead)`` to the NNGP and the NTK: stacked along a leading axis
+    (``lead = 1``) when small, where a numpy call costs more than its work; one at a
+    time (``lead = 0``) when large, where stacking would copy megabytes."""
     if st.t is None:
         st.k = fn(st.k, 0)
-    else:
+    elif st.k.size <= _STACK_MAX:
         both = fn(np.stack([st.k, st.t]), 1)
         st.k, st.t = both[0], both[1]
+    else:
+        st.k, st.t = fn(st.k, 0), fn(st.t, 0)
     return st
+
+
+#: The largest kernel (entries) whose NNGP and NTK linear rules stack into one array.
+_STACK_MAX = 4096
 
 
 # -- layer rules ------------------------------------------------------------------------------
@@ -227,7 +235,7 @@ def _windows(arr, a1, a2, window, stride, padding, what, aligned, offsets):
                     total[tuple(spec[0])] += arr[tuple(spec[1])]
             arr = total
         return arr, out
-    if lo or out * stride + window > size:   # zero padding: copy into a padded buffer
+    if lo or (out - 1) * stride + window > size:   # zero padding: copy into a padded buffer
         pad = max(0, (out - 1) * stride + window - size - lo)
         shape = list(arr.shape)
         shape[a1] += lo + pad
