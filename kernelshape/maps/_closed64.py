@@ -190,16 +190,18 @@ def _check_spatial(module, name):
     from .._jitnumba import _interpreted
     shape = (2, 3, 2, 2, 3, 2)
     k = np.arange(math.prod(shape), dtype=np.float64).reshape(shape)
-    if name == "mirror_upper":
-        args = lambda: (k.reshape(12, 12).copy(),)
-    else:
-        taps = np.array([-1, 0, 1])
-        args = lambda: (k, taps, taps, 9.0, 2.0, 0.5, k + 1.0, np.zeros(shape), np.zeros(shape))
-    got, want = args(), args()
-    getattr(module, name)(*got)
-    _interpreted(module)[name](*want)
-    same = all(np.array_equal(g, w) for g, w in zip(got, want))
-    return None if same else f"{name} disagrees with its source"
+    taps = np.array([-1, 0, 1])
+    calls = [lambda: (k.reshape(12, 12).copy(),)] if name == "mirror_upper" else [
+        lambda: (k, taps, taps, 9.0, 2.0, 0.5, np.empty((0,) + shape[1:]), np.zeros(shape),
+                 np.zeros(shape)),                                        # NNGP
+        lambda: (k, taps, taps, 9.0, 2.0, 0.5, k + 1.0, np.zeros(shape), np.zeros(shape))]
+    for args in calls:
+        got, want = args(), args()
+        getattr(module, name)(*got)
+        _interpreted(module)[name](*want)
+        if not all(np.array_equal(g, w) for g, w in zip(got, want)):
+            return f"{name} disagrees with its source"
+    return None
 
 
 # -- recognising a closed form ------------------------------------------------------------
