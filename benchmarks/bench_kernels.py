@@ -1,6 +1,7 @@
 """NNGP + NTK of a 20-layer convolutional net with pooling, kernelshape beside neural-tangents.
 
-Run: ``python benchmarks/bench_kernels.py [--nt-python PATH] [--repeat N]``.
+Run: ``python benchmarks/bench_kernels.py [--nt-python PATH] [--repeat N] [--size S]
+[--inputs N] [--depth D]`` (defaults 8, 8, 20: the figures of issue 15).
 
 The network: 20 x (3x3 conv, 'same' padding, sigma_w = sqrt(2), sigma_b = 0.1; ReLU), an
 average pooling 2x2 after the tenth, global average pooling, a dense readout; 8 inputs of
@@ -106,11 +107,17 @@ def time_neural_tangents(python, repeat):
 
 
 def main(argv=None):
+    global SIZE, N, DEPTH, POOL_AFTER
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nt-python", default=os.environ.get(
         "KERNELSHAPE_NT_PYTHON", "/work/ntvenv/bin/python"))
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--size", type=int, default=SIZE, help="image side (default 8)")
+    parser.add_argument("--inputs", type=int, default=N, help="inputs (default 8)")
+    parser.add_argument("--depth", type=int, default=DEPTH, help="conv layers (default 20)")
     args = parser.parse_args(argv)
+    SIZE, N, DEPTH = args.size, args.inputs, args.depth
+    POOL_AFTER = DEPTH // 2 - 1
     try:
         from threadpoolctl import threadpool_limits
         limit = threadpool_limits(1)
