@@ -389,7 +389,9 @@ def pairs_{kind}(p, big_q, q, homogeneous, k, diag, t, k_out, t_out):
     second moment q (s = q, A = Q(q), B = Q(q) / q), or a positively homogeneous phi
     (s = sqrt(d_r d_c) from the diagonal, A = Q(1) s, B = Q(1)). Entries below the
     diagonal are neither read nor written (mirror_upper makes the matrix whole); rows are
-    contiguous, so the loops vectorize."""
+    contiguous, so the loops vectorize. One copy of the loop per (NTK, homogeneous) case:
+    with the two tests inside a single loop it does not vectorize (3x slower, measured
+    5.1 against 1.7 ms on 512 x 512)."""
     row = (p[0], p[1], p[2], p[3], p[4], p[5], p[6])
     size = k.shape[0]
     ntk = t.shape[0] == size
