@@ -9,7 +9,8 @@ printed), timed from inside the process, so interpreter start-up is left out:
   parsing and analysis are sympy) and ``import numba`` on top (what a float64 C map needs);
 * numba's own first call in a process (a trivial cached function): its floor;
 * the first use of an expression new to the process: ``ks.activation(text).c_map(0.5)``
-  split into imports, ``activation()`` (parsing and the sympy analysis) and ``c_map``
+  split into imports (numpy, sympy, mpmath and kernelshape's maps; not numba, which this
+  path never loads), ``activation()`` (parsing and the sympy analysis) and ``c_map``
   (numpy branches printed from sympy; no numba), then the first float evaluation
   ``phi(0.3)`` (the numba kernels: loaded from disk or compiled), with the numba cache on
   disk (a temporary ``KERNELSHAPE_CACHE_DIR`` filled by one earlier process) and without
@@ -59,7 +60,7 @@ NUMBA_FIRST = CLOCK + ("import sys\nsys.path.insert(0, DIR)\n"
                        "out['first call of a cached njit function'] = _since(t)\n")
 
 FIRST = CLOCK + ("t0 = t = _now()\nimport kernelshape as ks\n"
-                 "import numpy, sympy, mpmath, numba\n"
+                 "import numpy, sympy, mpmath\n"
                  "import kernelshape.activations, kernelshape.maps\n"
                  "out['imports'] = _since(t)\n"
                  "t = _now()\nphi = ks.activation(EXPR)\nout['activation()'] = _since(t)\n"
