@@ -230,3 +230,34 @@ def test_activation_method_passes_q2_through():
     tanh = ks.activation("tanh")
     assert tanh.c_map(0.4, q=0.5, q2=2.0) == c_map(tanh, 0.4, q=0.5, q2=2.0)
     assert tanh.c_map(0.4, q=0.5, q2=0.5) == tanh.c_map(0.4, q=0.5)
+
+
+@pytest.mark.parametrize("name", ["erf", "tanh", "x*sigmoid(x)", "elu", "relu(x) - 0.3"])
+def test_cross_moments_in_bulk_give_the_bits_of_one_pair_at_a_time(name):
+    # kernels on inputs meet up to (inputs x positions) distinct second moments: the bulk
+    # route computes Hermite coefficients once per moment (series) or the 2-D rule once per
+    # pair (kinks: elu, shifted relu), and must give exactly what cross_moment gives
+    phi = ks.activation(name)
+    rng = np.random.default_rng(3)
+    q1 = rng.choice([0.5, 1.3, 2.7], 40)
+    q2 = rng.choice([0.5, 1.3, 2.7, 4.0], 40)
+    c = np.concatenate([rng.uniform(-1.0, 1.0, 37), [1.0, -1.0, 0.0]])
+    bulk = two_q.cross_moments(phi, c, q1, q2)
+    each = np.array([two_q.cross_moment(phi, np.array([v]), a, b)[0]
+                     for v, a, b in zip(c, q1, q2)])
+    assert np.array_equal(bulk, each)
+
+
+def test_kernels_on_inputs_with_many_distinct_second_moments():
+    # 8 inputs of 6x6 with 'same' padding: 288 distinct second moments, ~41,000 pairs of
+    # them (one two-q call per pair took minutes: the Hermite cache of 64 moments thrashed)
+    x = np.random.default_rng(0).standard_normal((8, 6, 6, 3))
+    net = ks.chain(ks.conv(3, sigma_w=1.4, sigma_b=0.1), ks.nonlinear("erf"),
+                   ks.global_avg_pool(), ks.linear())
+    k = net.kernel(x, ntk=True)
+    assert np.all(np.isfinite(k.nngp)) and np.all(np.isfinite(k.ntk))
+    # every entry maps to its own pair of moments: three inputs alone give the same block
+    part = net.kernel(x[:3], ntk=True)
+    np.testing.assert_allclose(part.nngp, k.nngp[:3, :3], rtol=1e-14, atol=0)
+    np.testing.assert_allclose(part.ntk, k.ntk[:3, :3], rtol=1e-14, atol=0)
+    np.testing.assert_allclose(k.nngp, k.nngp.T, rtol=1e-14, atol=0)

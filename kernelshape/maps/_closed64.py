@@ -138,7 +138,7 @@ def _check(module, name):
     from .._jitnumba import _interpreted, is_finite_close
     xs = np.array([-1.0, -0.7, -0.3, 0.0, 0.4, 0.95, 1.0])
     fn = getattr(module, name)
-    if name in ("window_upper", "mirror_upper"):
+    if name in ("window_upper", "mirror_upper", "mehler_sum"):
         return _check_spatial(module, name)
     if name in ("start", "affine"):
         x, d1, d2 = np.empty_like(xs), np.empty_like(xs), np.empty_like(xs)
@@ -185,13 +185,17 @@ def _check(module, name):
 
 
 def _check_spatial(module, name):
-    """None when compiled ``window_upper`` / ``mirror_upper`` give the bits of their source
-    run by Python, else why not."""
+    """None when compiled ``window_upper`` / ``mirror_upper`` / ``mehler_sum`` give the bits
+    of their source run by Python, else why not."""
     from .._jitnumba import _interpreted
     shape = (2, 3, 2, 2, 3, 2)
     k = np.arange(math.prod(shape), dtype=np.float64).reshape(shape)
     taps = np.array([-1, 0, 1])
+    rows, pick = np.array([[0.5, -0.25, 0.125, 0.0], [1.5, 0.75, -0.375, 0.0625]]), np.array(
+        [0, 1, 1], dtype=np.int64)
     calls = [lambda: (k.reshape(12, 12).copy(),)] if name == "mirror_upper" else [
+        lambda: (rows, pick, pick[::-1].copy(), np.array([3, 4, 2], dtype=np.int64),
+                 np.array([0.3, -0.7, 1.0]), np.zeros(3))] if name == "mehler_sum" else [
         lambda: (k, taps, taps, 9.0, 2.0, 0.5, np.empty((0,) + shape[1:]), np.zeros(shape),
                  np.zeros(shape)),                                        # NNGP
         lambda: (k, taps, taps, 9.0, 2.0, 0.5, k + 1.0, np.zeros(shape), np.zeros(shape))]

@@ -5,8 +5,8 @@ kernelshape's own source, never user text: scalar closed forms per kind (``_erf`
 constants), branch-free ``asin``/``acos``/``exp`` so the loops over them vectorize, and
 loops generated per kind (and order): ``loop_K_O`` (a C map over an array, checking it),
 ``layer_K`` (one network layer, chain rule), ``dual_K`` and ``pairs_K`` (element-wise
-layers of kernels on inputs), plus ``start``, ``affine``, ``window_upper`` and
-``mirror_upper``. Constants
+layers of kernels on inputs), plus ``start``, ``affine``, ``window_upper``,
+``mirror_upper`` and ``mehler_sum``. Constants
 (the asin fit, Taylor coefficients) are printed into the text, so its hash names them.
 """
 
@@ -276,6 +276,21 @@ def window_upper(k, t1, t2, norm, w2, b2, add, out, half):
                         else:
                             for m in range(first, o2):
                                 row[b, p, m] = (row[b, p, m] / norm) * w2 + b2
+
+
+@njit(cache=_CACHE, error_model="numpy", fastmath=_FM)
+def mehler_sum(rows, i1, i2, need, c, out):
+    """out[e] = sum over n < need[e] of rows[i1[e], n] rows[i2[e], n] c[e]^n, by Horner from
+    the highest term as numpy's polyval (kernelshape.maps.two_q.cross_moments: Mehler's
+    series of many pairs of second moments, one row of Hermite coefficients per moment)."""
+    for e in range(c.shape[0]):
+        a = rows[i1[e]]
+        b = rows[i2[e]]
+        x = c[e]
+        acc = 0.0
+        for k in range(need[e] - 1, -1, -1):
+            acc = a[k] * b[k] + acc * x
+        out[e] = acc
 
 
 @njit(cache=_CACHE, error_model="numpy", fastmath=_FM)

@@ -46,7 +46,7 @@ from ..errors import ConvergenceError
 from ._features import features, graded
 from .gauss import gauss_legendre
 
-__all__ = ["c_map", "cross_moment"]
+__all__ = ["c_map", "cross_moment", "cross_moments"]
 
 _H = 2.0                 # largest panel width (u and w)
 _RULES = (16, 12)        # Gauss-Legendre points per panel: value, check
@@ -94,6 +94,56 @@ def cross_moment(act, c: np.ndarray, q1: float, q2: float) -> np.ndarray:
     except ConvergenceError:   # structure far out (e.g. oscillations at a large q)
         out = _grid_moments(act, flat, q1, q2, dense=True)
     return out.reshape(np.shape(c))
+
+
+def cross_moments(act, c: np.ndarray, q1: np.ndarray, q2: np.ndarray) -> np.ndarray:
+    """:func:`cross_moment` at many entries, each with its own pair of second moments:
+    ``E[phi(sqrt(q1[i]) U) phi(sqrt(q2[i]) V)]``, ``corr(U, V) = c[i]`` (1-D arrays of one
+    length, c validated and clipped, q's > 0 and checked by the caller).
+
+    The Hermite coefficients are computed once per distinct second moment (not per pair),
+    and Mehler's series summed for every entry at once, with the same terms in the same
+    order as :func:`cross_moment` (so the same bits); entries whose activation has no
+    series there take :func:`cross_moment`'s two-dimensional rule, one call per distinct
+    pair. A layer of kernels on inputs meets up to (inputs x positions) distinct second
+    moments and their square of pairs.
+
+    Example:
+        >>> from kernelshape import activation
+        >>> q = np.array([0.5, 2.0])
+        >>> cross_moments(activation("sin"), np.array([1.0, 1.0]), q, q[::-1])  # e^-1.25 sinh(1)
+        array([0.33670078, 0.33670078])
+    """
+    n = c.shape[0]
+    qs, inverse = np.unique(np.concatenate([q1, q2]), return_inverse=True)
+    inverse = inverse.ravel()
+    i1, i2 = inverse[:n], inverse[n:]
+    series = [_hermite_coefficients(act, float(q)) if not act.breakpoints else None
+              for q in qs]
+    has = np.array([b is not None for b in series])
+    out = np.empty(n)
+    fast = np.flatnonzero(has[i1] & has[i2])
+    if fast.size:
+        from ._closed64 import compiled
+        sizes = np.array([0 if b is None else b.size for b in series])
+        rows = np.zeros((qs.size, sizes.max()))   # row j: the coefficients of distinct q j
+        for j, b in enumerate(series):
+            if b is not None:
+                rows[j, :b.size] = b
+        # cross_moment keeps the shorter series of the two: same terms, same order, same bits
+        need = np.minimum(sizes[i1[fast]], sizes[i2[fast]]).astype(np.int64)
+        part = np.empty(fast.size)
+        compiled("mehler_sum")(rows, i1[fast].astype(np.int64), i2[fast].astype(np.int64),
+                               need, np.ascontiguousarray(c[fast]), part)
+        out[fast] = part
+    slow = np.flatnonzero(~(has[i1] & has[i2]))
+    if slow.size:
+        keys = i1[slow] * qs.size + i2[slow]
+        order = np.argsort(keys, kind="stable")
+        for part in np.split(slow[order], np.flatnonzero(np.diff(keys[order])) + 1):
+            out[part] = cross_moment(act, c[part], float(qs[i1[part[0]]]),
+                                     float(qs[i2[part[0]]]))
+    return out
 
 
 def _grid_moments(act, flat, q1, q2, dense):

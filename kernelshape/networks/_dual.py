@@ -15,8 +15,10 @@ first:
   and the scaling fused);
 * a positively homogeneous activation (ReLU, leaky ReLU and their rescalings): the maps at
   ``q = 1`` scaled by ``sqrt(k11 k22)`` (``phi(s x) = s phi(x)`` for ``s > 0``);
-* otherwise entries grouped by their pair ``(k11, k22)``: one two-q C map call per pair
-  (the derivative through the two-q map of ``phi'``).
+* otherwise the two-q cross moments in bulk (the derivative through those of ``phi'``):
+  Mehler's series with Hermite coefficients computed once per distinct second moment, or
+  the two-dimensional rule once per distinct pair ``(k11, k22)`` where there is no series
+  (kinks); entries with ``k11 == k22`` through the one-q maps.
 """
 
 from __future__ import annotations
@@ -83,28 +85,36 @@ def _one_q(phi, q, c, derivative):
 
 
 def _grouped(phi, k11, k22, k12, derivative):
-    from ..maps import c_map, q_map
-    pairs = np.stack([k11.ravel(), k22.ravel()], axis=1)
-    keys, inverse = np.unique(pairs, axis=0, return_inverse=True)
-    inverse = inverse.ravel()
-    flat = k12.ravel()
+    """Unequal second moments: entries with ``k11 == k22`` through the one-q maps (one call
+    per distinct q), the rest through the two-q cross moments in bulk
+    (:func:`kernelshape.maps.two_q.cross_moments`: Hermite coefficients once per distinct
+    q, not per pair)."""
+    from ..maps import _check_moment, two_q
+    first, second, flat = k11.ravel(), k22.ravel(), k12.ravel()
     value = np.empty_like(flat)
     slope = np.empty_like(flat) if derivative else None
     dphi = _derivative(phi) if derivative else None
-    for g, (q1, q2) in enumerate(keys):
-        idx = np.flatnonzero(inverse == g)
-        c = np.clip(flat[idx] / math.sqrt(q1 * q2), -1.0, 1.0)
-        if q1 == q2:
-            v, s = _one_q(phi, float(q1), c, derivative)
+    top = max(float(first.max()), float(second.max()))
+    phi._require_fixed("the C map")
+    _check_moment(phi, top)
+    if derivative:
+        _check_moment(dphi, top)
+    c = np.clip(flat / np.sqrt(first * second), -1.0, 1.0)
+    same = np.flatnonzero(first == second)
+    keys = first[same]
+    order = np.argsort(keys, kind="stable")
+    for idx in np.split(same[order], np.flatnonzero(np.diff(keys[order])) + 1):
+        if idx.size:
+            v, s = _one_q(phi, float(first[idx[0]]), c[idx], derivative)
             value[idx] = v
             if derivative:
                 slope[idx] = s
-            continue
-        norm = math.sqrt(q_map(phi, float(q1)) * q_map(phi, float(q2)))
-        value[idx] = norm * c_map(phi, c, q=float(q1), q2=float(q2))
+    rest = np.flatnonzero(first != second)
+    if rest.size:
+        q1, q2 = first[rest], second[rest]
+        value[rest] = two_q.cross_moments(phi, c[rest], q1, q2)
         if derivative:
-            dnorm = math.sqrt(q_map(dphi, float(q1)) * q_map(dphi, float(q2)))
-            slope[idx] = dnorm * c_map(dphi, c, q=float(q1), q2=float(q2))
+            slope[rest] = two_q.cross_moments(dphi, c[rest], q1, q2)
     return value.reshape(k12.shape), (slope.reshape(k12.shape) if derivative else None)
 
 
