@@ -261,3 +261,20 @@ def test_kernels_on_inputs_with_many_distinct_second_moments():
     np.testing.assert_allclose(part.nngp, k.nngp[:3, :3], rtol=1e-14, atol=0)
     np.testing.assert_allclose(part.ntk, k.ntk[:3, :3], rtol=1e-14, atol=0)
     np.testing.assert_allclose(k.nngp, k.nngp.T, rtol=1e-14, atol=0)
+
+
+def test_many_pairs_on_the_2d_rule_log_their_expected_cost(caplog, monkeypatch):
+    # a kinked activation that is not positively homogeneous has no series: one 2-D rule
+    # per distinct pair of second moments, slow enough that the user is told how slow
+    monkeypatch.setattr(two_q, "PROGRESS_PAIRS", 3)
+    q1, q2 = np.array([0.5, 0.7, 0.9, 1.1]), np.array([1.3, 1.5, 1.7, 1.9])
+    with caplog.at_level("WARNING", logger="kernelshape.maps"):
+        out = two_q.cross_moments(ks.activation("elu"), np.full(4, 0.3), q1, q2)
+    assert np.all(np.isfinite(out))
+    (record,) = [r for r in caplog.records if "two-dimensional rule" in r.getMessage()]
+    assert "4 distinct pairs of second moments" in record.getMessage()
+    assert "expected about" in record.getMessage()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="kernelshape.maps"):
+        two_q.cross_moments(ks.activation("elu"), np.full(2, 0.3), q1[:2], q2[:2])
+    assert not caplog.records   # below the threshold: silent

@@ -38,7 +38,10 @@ a 12-point rule on the same panels must agree, else
 
 from __future__ import annotations
 
+import logging
 import math
+import sys
+import time
 
 import numpy as np
 
@@ -47,6 +50,8 @@ from ._features import features, graded
 from .gauss import gauss_legendre
 
 __all__ = ["c_map", "cross_moment", "cross_moments"]
+
+logger = logging.getLogger("kernelshape.maps")
 
 _H = 2.0                 # largest panel width (u and w)
 _RULES = (16, 12)        # Gauss-Legendre points per panel: value, check
@@ -140,10 +145,37 @@ def cross_moments(act, c: np.ndarray, q1: np.ndarray, q2: np.ndarray) -> np.ndar
     if slow.size:
         keys = i1[slow] * qs.size + i2[slow]
         order = np.argsort(keys, kind="stable")
-        for part in np.split(slow[order], np.flatnonzero(np.diff(keys[order])) + 1):
-            out[part] = cross_moment(act, c[part], float(qs[i1[part[0]]]),
-                                     float(qs[i2[part[0]]]))
+        parts = np.split(slow[order], np.flatnonzero(np.diff(keys[order])) + 1)
+        with _progress(len(parts)) as bar:
+            for j, part in enumerate(parts):
+                start = time.perf_counter()
+                out[part] = cross_moment(act, c[part], float(qs[i1[part[0]]]),
+                                         float(qs[i2[part[0]]]))
+                if j == 0 and len(parts) >= PROGRESS_PAIRS:
+                    _warn_cost(act, len(parts), time.perf_counter() - start)
+                bar.update()
     return out
+
+
+#: Pairs of second moments on the two-dimensional rule from which a call logs its expected
+#: cost and shows a progress bar (each pair is one 2-D quadrature, ~10-40 ms).
+PROGRESS_PAIRS = 64
+
+
+def _progress(total):
+    from tqdm import tqdm
+    return tqdm(total=total, desc="two-q 2-D rule", unit="pair of second moments",
+                file=sys.stderr, disable=total < PROGRESS_PAIRS, leave=False)
+
+
+def _warn_cost(act, pairs, first):
+    logger.warning(
+        f"{act.expr}: {pairs} distinct pairs of second moments (k11, k22) meet an activation "
+        f"without a Hermite series there (kinks), one two-dimensional rule each: expected "
+        f"about {pairs * first:.0f} s (measured {first * 1e3:.0f} ms for the first). Kernels "
+        f"on inputs meet such pairs wherever (input, position)s differ in second moment; "
+        f"smooth activations (a series per moment) and positively homogeneous ones (the ReLU "
+        f"family) avoid this route")
 
 
 def _grid_moments(act, flat, q1, q2, dense):
