@@ -328,7 +328,6 @@ def _aligned_compiled(st, node, sizes, offsets_of, norm_of):
     st.t = None if st.t is None else one(st.t, k).reshape(
         (n,) + tuple(outs[:d]) + (n,) + tuple(outs[:d]))
     st.k = k.reshape((n,) + tuple(outs[:d]) + (n,) + tuple(outs[:d]))
-    del half
     st.spatial = tuple(outs[:d])
     st.upper = True
     return st
