@@ -278,3 +278,29 @@ def test_many_pairs_on_the_2d_rule_log_their_expected_cost(caplog, monkeypatch):
     with caplog.at_level("WARNING", logger="kernelshape.maps"):
         two_q.cross_moments(ks.activation("elu"), np.full(2, 0.3), q1[:2], q2[:2])
     assert not caplog.records   # below the threshold: silent
+
+
+@pytest.mark.parametrize("name", ["erf", "2*erf(0.5*x) + 0.1"])
+def test_kernels_take_erf_with_unequal_moments_in_closed_form(name):
+    # kernels on inputs: E[phi phi] and E[phi' phi'] of the ERF kind at unequal second
+    # moments from the arcsine kernel, against Mehler's series (plain) and the one-q
+    # closed form at equal moments (with an input scale, output shift and gain)
+    from kernelshape.networks import _dual
+    phi = ks.activation(name)
+    rng = np.random.default_rng(4)
+    q1, q2 = rng.uniform(0.2, 5.0, 60), rng.uniform(0.2, 5.0, 60)
+    c = np.concatenate([rng.uniform(-1.0, 1.0, 56), [1.0, -1.0, 0.9999999, 0.0]])
+    value, slope = _dual._erf_two_q(phi, q1, q2, c * np.sqrt(q1 * q2), True)
+    series = two_q.cross_moments(phi, c, q1, q2)
+    dseries = two_q.cross_moments(_dual._derivative(phi), c, q1, q2)
+    np.testing.assert_allclose(value, series, rtol=0, atol=2e-15 * np.max(np.abs(series)))
+    np.testing.assert_allclose(slope, dseries, rtol=0, atol=2e-15 * np.max(np.abs(dseries)))
+    shaped = phi.affine(1.7, 0.0, 0.3, 1.5)
+    for q in (0.3, 1.0, 4.2):
+        k12 = np.linspace(-q, q, 41)
+        value, slope = _dual._erf_two_q(shaped, np.full(41, q), np.full(41, q), k12, True)
+        want, dwant = _dual.one_q_cov(shaped, q, k12, True)
+        np.testing.assert_allclose(value, want, rtol=0, atol=2e-15 * np.max(np.abs(want)))
+        np.testing.assert_allclose(slope, dwant, rtol=0, atol=2e-15 * np.max(np.abs(dwant)))
+    assert _dual._erf_two_q(ks.activation("tanh"), q1, q2, c, True) is None
+    assert _dual._erf_two_q(phi.affine(1.0, 0.2), q1, q2, c, True) is None   # input shift

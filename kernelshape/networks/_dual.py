@@ -112,10 +112,40 @@ def _grouped(phi, k11, k22, k12, derivative):
     rest = np.flatnonzero(first != second)
     if rest.size:
         q1, q2 = first[rest], second[rest]
-        value[rest] = two_q.cross_moments(phi, c[rest], q1, q2)
-        if derivative:
-            slope[rest] = two_q.cross_moments(dphi, c[rest], q1, q2)
+        closed = _erf_two_q(phi, q1, q2, flat[rest], derivative)
+        if closed is not None:
+            value[rest] = closed[0]
+            if derivative:
+                slope[rest] = closed[1]
+        else:
+            value[rest] = two_q.cross_moments(phi, c[rest], q1, q2)
+            if derivative:
+                slope[rest] = two_q.cross_moments(dphi, c[rest], q1, q2)
     return value.reshape(k12.shape), (slope.reshape(k12.shape) if derivative else None)
+
+
+def _erf_two_q(phi, k11, k22, k12, derivative):
+    """``(E[phi phi], E[phi' phi'])`` in closed form for ``phi = g (mu erf(k a x) + e)``
+    (the ERF kind of :mod:`kernelshape.maps._closed64`, no input shift), or None:
+    ``g^2 (mu^2 (2/pi) asin(2 K^2 k12 / D) + e^2)`` and
+    ``g^2 mu^2 (2/pi) 2 K^2 / sqrt(D^2 - 4 K^4 k12^2)``, ``K = k a``,
+    ``D^2 = (1 + 2 K^2 k11)(1 + 2 K^2 k22)`` (Williams 1997). The asin is taken as an
+    atan2 of ``2 K^2 k12`` and ``sqrt(D^2 - 4 K^4 k12^2) = sqrt(1 + 2 K^2 (k11 + k22) +
+    4 K^4 (k11 k22 - k12^2))``, which keeps its digits where the argument nears 1."""
+    from ..maps._closed64 import closed_spec
+    spec = None if phi.free else closed_spec(phi)
+    if spec is None or spec[0] != "erf":
+        return None
+    a, b, d, g = (float(v) for v in phi.affine_params)
+    if b != 0.0:
+        return None
+    _, mu, k, e0 = spec
+    big = 2.0 * (k * a) ** 2                      # 2 K^2
+    det = np.maximum(k11 * k22 - k12 * k12, 0.0)  # rounding may leave it a hair below 0
+    root = np.sqrt(1.0 + big * (k11 + k22) + big * big * det)
+    amp = g * g * mu * mu * 2.0 / math.pi
+    value = amp * np.arctan2(big * k12, root) + (g * (e0 + d)) ** 2
+    return value, (amp * big / root if derivative else None)
 
 
 def _derivative(phi):
