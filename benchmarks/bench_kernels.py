@@ -1,7 +1,8 @@
 """NNGP + NTK of a 20-layer convolutional net with pooling, kernelshape beside neural-tangents.
 
 Run: ``python benchmarks/bench_kernels.py [--nt-python PATH] [--repeat N] [--size S]
-[--inputs N] [--depth D]`` (defaults 8, 8, 20: the figures of issue 15).
+[--inputs N] [--depth D] [--activation relu|erf]`` (defaults 8, 8, 20, relu: the figures of
+issue 15).
 
 The network: 20 x (3x3 conv, 'same' padding, sigma_w = sqrt(2), sigma_b = 0.1; ReLU), an
 average pooling 2x2 after the tenth, global average pooling, a dense readout; 8 inputs of
@@ -28,6 +29,7 @@ import time
 import numpy as np
 
 DEPTH, POOL_AFTER, N, SIZE, CHANNELS = 20, 9, 8, 8, 3
+ACTIVATION = "relu"
 
 NT_SCRIPT = r"""
 import json, sys, time
@@ -37,9 +39,10 @@ config.update("jax_enable_x64", True)
 import jax
 from neural_tangents import stax
 depth, pool_after, repeat, path = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+act = {"relu": stax.Relu, "erf": stax.Erf}[sys.argv[5]]
 layers = []
 for i in range(depth):
-    layers += [stax.Conv(1, (3, 3), padding="SAME", W_std=2 ** 0.5, b_std=0.1), stax.Relu()]
+    layers += [stax.Conv(1, (3, 3), padding="SAME", W_std=2 ** 0.5, b_std=0.1), act()]
     if i == pool_after:
         layers.append(stax.AvgPool((2, 2), strides=(2, 2)))
 _, _, kernel_fn = stax.serial(*layers, stax.GlobalAvgPool(), stax.Dense(1))
@@ -66,7 +69,7 @@ def network():
     import kernelshape as ks
     layers = []
     for i in range(DEPTH):
-        layers += [ks.conv(3, sigma_w=2 ** 0.5, sigma_b=0.1), ks.nonlinear("relu")]
+        layers += [ks.conv(3, sigma_w=2 ** 0.5, sigma_b=0.1), ks.nonlinear(ACTIVATION)]
         if i == POOL_AFTER:
             layers.append(ks.avg_pool(2))
     return ks.chain(*layers, ks.global_avg_pool(), ks.linear())
@@ -96,7 +99,8 @@ def time_neural_tangents(python, repeat):
         path = os.path.join(tmp, "x.npy")
         np.save(path, inputs())
         out = subprocess.run([python, "-c", NT_SCRIPT, str(DEPTH), str(POOL_AFTER),
-                              str(repeat), path], capture_output=True, text=True, env=env,
+                              str(repeat), path, ACTIVATION], capture_output=True, text=True,
+                             env=env,
                              check=False)
     if out.returncode != 0:
         if "No module named" in out.stderr:
@@ -107,7 +111,7 @@ def time_neural_tangents(python, repeat):
 
 
 def main(argv=None):
-    global SIZE, N, DEPTH, POOL_AFTER
+    global SIZE, N, DEPTH, POOL_AFTER, ACTIVATION
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nt-python", default=os.environ.get(
         "KERNELSHAPE_NT_PYTHON", "/work/ntvenv/bin/python"))
@@ -115,15 +119,18 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=SIZE, help="image side (default 8)")
     parser.add_argument("--inputs", type=int, default=N, help="inputs (default 8)")
     parser.add_argument("--depth", type=int, default=DEPTH, help="conv layers (default 20)")
+    parser.add_argument("--activation", choices=("relu", "erf"), default=ACTIVATION,
+                        help="relu (default; positively homogeneous) or erf (unequal second "
+                             "moments through the two-q closed form)")
     args = parser.parse_args(argv)
-    SIZE, N, DEPTH = args.size, args.inputs, args.depth
+    SIZE, N, DEPTH, ACTIVATION = args.size, args.inputs, args.depth, args.activation
     POOL_AFTER = DEPTH // 2 - 1
     try:
         from threadpoolctl import threadpool_limits
         limit = threadpool_limits(1)
     except ImportError:   # only the thread count of the comparison changes
         limit = None
-    print(f"NNGP + NTK, {DEPTH} conv layers (3x3, same) + ReLU, avg_pool(2) after layer "
+    print(f"NNGP + NTK, {DEPTH} conv layers (3x3, same) + {ACTIVATION}, avg_pool(2) after layer "
           f"{POOL_AFTER + 1}, global average pooling, dense; {N} inputs of "
           f"{SIZE}x{SIZE}x{CHANNELS}, float64, one thread")
     first, steady, k = time_kernelshape(args.repeat)

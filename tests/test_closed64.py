@@ -182,7 +182,8 @@ def test_module_cached_on_disk_and_loaded_from_it(tmp_path):
     assert (tmp_path / "cache" / f"{key}.py").read_text() == text
 
 
-@pytest.mark.parametrize("name, conv", [("relu", True), ("erf", False), ("abs(x)", True)])
+@pytest.mark.parametrize("name, conv", [("relu", True), ("erf", False), ("abs(x)", True),
+                                        ("erf", True), ("2*erf(0.5*x) + 0.1", True)])
 def test_kernels_on_inputs_match_the_general_route(name, conv, monkeypatch):
     # the compiled window sums and element-wise passes against the numpy route (closed
     # forms switched off): same NNGP and NTK to rounding

@@ -6,7 +6,7 @@ constants), branch-free ``asin``/``acos``/``exp`` so the loops over them vectori
 loops generated per kind (and order): ``loop_K_O`` (a C map over an array, checking it),
 ``layer_K`` (one network layer, chain rule), ``dual_K`` and ``pairs_K`` (element-wise
 layers of kernels on inputs), plus ``start``, ``affine``, ``window_upper``,
-``mirror_upper`` and ``mehler_sum``. Constants
+``mirror_upper``, ``mehler_sum`` and ``pairs_erf_two_q``. Constants
 (the asin fit, Taylor coefficients) are printed into the text, so its hash names them.
 """
 
@@ -276,6 +276,35 @@ def window_upper(k, t1, t2, norm, w2, b2, add, out, half):
                         else:
                             for m in range(first, o2):
                                 row[b, p, m] = (row[b, p, m] / norm) * w2 + b2
+
+
+@njit(cache=_CACHE, error_model="numpy", fastmath=_FM)
+def pairs_erf_two_q(amp, big, shift, k, diag, t, k_out, t_out):
+    """The ERF kind at unequal second moments on the upper triangle (r <= c) of a kernel
+    matrix (kernelshape.networks._dual._erf_two_q, the same formulas): value
+    amp atan2(big k, root) + shift, slope amp big / root, root = sqrt(1 + big (d_r + d_c)
+    + big^2 max(d_r d_c - k^2, 0)); the NTK t (when it has k's size) times the slope."""
+    size = k.shape[0]
+    ntk = t.shape[0] == size
+    for r in range(size):
+        dr = diag[r]
+        kr = k[r]
+        ko = k_out[r]
+        if ntk:
+            tr = t[r]
+            to = t_out[r]
+            for c in range(r, size):
+                x = kr[c]
+                det = max(dr * diag[c] - x * x, 0.0)
+                root = math.sqrt(1.0 + big * (dr + diag[c]) + big * big * det)
+                ko[c] = amp * math.atan2(big * x, root) + shift
+                to[c] = tr[c] * (amp * big / root)
+        else:
+            for c in range(r, size):
+                x = kr[c]
+                det = max(dr * diag[c] - x * x, 0.0)
+                root = math.sqrt(1.0 + big * (dr + diag[c]) + big * big * det)
+                ko[c] = amp * math.atan2(big * x, root) + shift
 
 
 @njit(cache=_CACHE, error_model="numpy", fastmath=_FM)

@@ -15,6 +15,7 @@ first:
   and the scaling fused);
 * a positively homogeneous activation (ReLU, leaky ReLU and their rescalings): the maps at
   ``q = 1`` scaled by ``sqrt(k11 k22)`` (``phi(s x) = s phi(x)`` for ``s > 0``);
+* the erf kind (``g (mu erf(k a x) + e)``): the arcsine kernel in closed form;
 * otherwise the two-q cross moments in bulk (the derivative through those of ``phi'``):
   Mehler's series with Hermite coefficients computed once per distinct second moment, or
   the two-dimensional rule once per distinct pair ``(k11, k22)`` where there is no series
@@ -85,8 +86,9 @@ def _one_q(phi, q, c, derivative):
 
 
 def _grouped(phi, k11, k22, k12, derivative):
-    """Unequal second moments: entries with ``k11 == k22`` through the one-q maps (one call
-    per distinct q), the rest through the two-q cross moments in bulk
+    """Unequal second moments: the ERF kind in closed form (:func:`_erf_two_q`); otherwise
+    entries with ``k11 == k22`` through the one-q maps (one call per distinct q), the rest
+    through the two-q cross moments in bulk
     (:func:`kernelshape.maps.two_q.cross_moments`: Hermite coefficients once per distinct
     q, not per pair)."""
     from ..maps import _check_moment, two_q
@@ -99,6 +101,10 @@ def _grouped(phi, k11, k22, k12, derivative):
     _check_moment(phi, top)
     if derivative:
         _check_moment(dphi, top)
+    closed = _erf_two_q(phi, first, second, flat, derivative)
+    if closed is not None:   # one vectorized closed form for every entry
+        value, slope = closed
+        return value.reshape(k12.shape), (slope.reshape(k12.shape) if derivative else None)
     c = np.clip(flat / np.sqrt(first * second), -1.0, 1.0)
     same = np.flatnonzero(first == second)
     keys = first[same]
@@ -112,15 +118,9 @@ def _grouped(phi, k11, k22, k12, derivative):
     rest = np.flatnonzero(first != second)
     if rest.size:
         q1, q2 = first[rest], second[rest]
-        closed = _erf_two_q(phi, q1, q2, flat[rest], derivative)
-        if closed is not None:
-            value[rest] = closed[0]
-            if derivative:
-                slope[rest] = closed[1]
-        else:
-            value[rest] = two_q.cross_moments(phi, c[rest], q1, q2)
-            if derivative:
-                slope[rest] = two_q.cross_moments(dphi, c[rest], q1, q2)
+        value[rest] = two_q.cross_moments(phi, c[rest], q1, q2)
+        if derivative:
+            slope[rest] = two_q.cross_moments(dphi, c[rest], q1, q2)
     return value.reshape(k12.shape), (slope.reshape(k12.shape) if derivative else None)
 
 
@@ -132,6 +132,19 @@ def _erf_two_q(phi, k11, k22, k12, derivative):
     ``D^2 = (1 + 2 K^2 k11)(1 + 2 K^2 k22)`` (Williams 1997). The asin is taken as an
     atan2 of ``2 K^2 k12`` and ``sqrt(D^2 - 4 K^4 k12^2) = sqrt(1 + 2 K^2 (k11 + k22) +
     4 K^4 (k11 k22 - k12^2))``, which keeps its digits where the argument nears 1."""
+    found = erf_constants(phi)
+    if found is None:
+        return None
+    amp, big, shift = found
+    det = np.maximum(k11 * k22 - k12 * k12, 0.0)  # rounding may leave it a hair below 0
+    root = np.sqrt(1.0 + big * (k11 + k22) + big * big * det)
+    value = amp * np.arctan2(big * k12, root) + shift
+    return value, (amp * big / root if derivative else None)
+
+
+def erf_constants(phi):
+    """``(amp, big, shift) = (g^2 mu^2 2/pi, 2 K^2, g^2 e^2)`` of :func:`_erf_two_q`, or
+    None when phi is not of the ERF kind (or shifts its input)."""
     from ..maps._closed64 import closed_spec
     spec = None if phi.free else closed_spec(phi)
     if spec is None or spec[0] != "erf":
@@ -140,12 +153,7 @@ def _erf_two_q(phi, k11, k22, k12, derivative):
     if b != 0.0:
         return None
     _, mu, k, e0 = spec
-    big = 2.0 * (k * a) ** 2                      # 2 K^2
-    det = np.maximum(k11 * k22 - k12 * k12, 0.0)  # rounding may leave it a hair below 0
-    root = np.sqrt(1.0 + big * (k11 + k22) + big * big * det)
-    amp = g * g * mu * mu * 2.0 / math.pi
-    value = amp * np.arctan2(big * k12, root) + (g * (e0 + d)) ** 2
-    return value, (amp * big / root if derivative else None)
+    return g * g * mu * mu * 2.0 / math.pi, 2.0 * (k * a) ** 2, (g * (e0 + d)) ** 2
 
 
 def _derivative(phi):
