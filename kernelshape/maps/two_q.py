@@ -108,8 +108,8 @@ def cross_moments(act, c: np.ndarray, q1: np.ndarray, q2: np.ndarray) -> np.ndar
 
     The Hermite coefficients are computed once per distinct second moment (not per pair),
     and Mehler's series summed for every entry at once, with the same terms in the same
-    order as :func:`cross_moment` (so the same bits); entries whose activation has no
-    series there take :func:`cross_moment`'s two-dimensional rule, one call per distinct
+    order as :func:`cross_moment` (so the same bits; the coefficients through its cache,
+    :func:`_hermite`); entries whose activation has no series there take :func:`cross_moment`'s two-dimensional rule, one call per distinct
     pair. A layer of kernels on inputs meets up to (inputs x positions) distinct second
     moments and their square of pairs.
 
@@ -123,8 +123,7 @@ def cross_moments(act, c: np.ndarray, q1: np.ndarray, q2: np.ndarray) -> np.ndar
     qs, inverse = np.unique(np.concatenate([q1, q2]), return_inverse=True)
     inverse = inverse.ravel()
     i1, i2 = inverse[:n], inverse[n:]
-    series = [_hermite_coefficients(act, float(q)) if not act.breakpoints else None
-              for q in qs]
+    series = [_hermite(act, float(q)) for q in qs]
     has = np.array([b is not None for b in series])
     out = np.empty(n)
     fast = np.flatnonzero(has[i1] & has[i2])
@@ -171,7 +170,8 @@ def _progress(total):
 def _warn_cost(act, pairs, first):
     logger.warning(
         f"{act.expr}: {pairs} distinct pairs of second moments (k11, k22) meet an activation "
-        f"without a Hermite series there (kinks), one two-dimensional rule each: expected "
+        f"without an accepted Hermite series there (kinks, or coefficients that decay too "
+        f"slowly), one two-dimensional rule each: expected "
         f"about {pairs * first:.0f} s (measured {first * 1e3:.0f} ms for the first). Kernels "
         f"on inputs meet such pairs wherever (input, position)s differ in second moment; "
         f"smooth activations (a series per moment) and positively homogeneous ones (the ReLU "
