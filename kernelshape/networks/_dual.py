@@ -54,6 +54,9 @@ def expectations(phi, k11, k22, k12, *, derivative: bool):
         scale = np.sqrt(k11 * k22)
         value, slope = _one_q(phi, 1.0, k12 / scale, derivative)
         return value * scale, slope
+    closed = _erf_two_q(phi, k11, k22, k12, derivative)
+    if closed is not None:
+        return closed
     return _grouped(phi, k11, k22, k12, derivative)
 
 
@@ -86,9 +89,8 @@ def _one_q(phi, q, c, derivative):
 
 
 def _grouped(phi, k11, k22, k12, derivative):
-    """Unequal second moments: the ERF kind in closed form (:func:`_erf_two_q`); otherwise
-    entries with ``k11 == k22`` through the one-q maps (one call per distinct q), the rest
-    through the two-q cross moments in bulk
+    """Unequal second moments, no closed form: entries with ``k11 == k22`` through the
+    one-q maps (one call per distinct q), the rest through the two-q cross moments in bulk
     (:func:`kernelshape.maps.two_q.cross_moments`: Hermite coefficients once per distinct
     q, not per pair)."""
     from ..maps import _check_moment, two_q
@@ -101,10 +103,6 @@ def _grouped(phi, k11, k22, k12, derivative):
     _check_moment(phi, top)
     if derivative:
         _check_moment(dphi, top)
-    closed = _erf_two_q(phi, first, second, flat, derivative)
-    if closed is not None:   # one vectorized closed form for every entry
-        value, slope = closed
-        return value.reshape(k12.shape), (slope.reshape(k12.shape) if derivative else None)
     c = np.clip(flat / np.sqrt(first * second), -1.0, 1.0)
     same = np.flatnonzero(first == second)
     keys = first[same]
@@ -144,7 +142,8 @@ def _erf_two_q(phi, k11, k22, k12, derivative):
 
 def erf_constants(phi):
     """``(amp, big, shift) = (g^2 mu^2 2/pi, 2 K^2, g^2 e^2)`` of :func:`_erf_two_q`, or
-    None when phi is not of the ERF kind (or shifts its input)."""
+    None when phi is not of the ERF kind (or shifts its input). phi is bounded, so every
+    second moment is finite: no moment check is needed."""
     from ..maps._closed64 import closed_spec
     spec = None if phi.free else closed_spec(phi)
     if spec is None or spec[0] != "erf":

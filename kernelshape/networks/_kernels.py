@@ -423,45 +423,34 @@ def _nonlinear_compiled(phi, st, diag, size):
     one second moment, a positively homogeneous phi, or the erf kind at any second
     moments), or None."""
     from ..maps import _closed64, q_map
-    from ._dual import _positively_homogeneous
+    from ._dual import _positively_homogeneous, erf_constants
     q = float(diag[0])
     if not (np.all(diag > 0.0) and np.all(np.isfinite(diag))):
         return None   # the general route reports it
     one_q = bool(np.all(diag == q))
     if not one_q and not _positively_homogeneous(phi):
-        return _erf_compiled(phi, st, diag, size)
+        # the arcsine kernel of _dual._erf_two_q
+        found = erf_constants(phi)
+        return None if found is None else _pairs_pass(st, diag, size, "pairs_erf_two_q",
+                                                      *found)
     at = q if one_q else 1.0
     found = _closed64.constants(phi, at)
     if found is None:
         return None
+    return _pairs_pass(st, diag, size, f"pairs_{found[0]}", found[1], q_map(phi, at), at,
+                       not one_q)
+
+
+def _pairs_pass(st, diag, size, name, *constants):
+    """Run the compiled element-wise pass ``name(*constants, k, diag, t, k_out, t_out)``: it
+    reads and writes the upper triangle alone."""
+    from ..maps import _closed64
     k = np.ascontiguousarray(st.k).reshape(size, size)
     k_out = _empty(st, k.shape)
     t = k[:0] if st.t is None else np.ascontiguousarray(st.t).reshape(size, size)
     t_out = np.empty_like(t) if st.t is None else _empty(st, t.shape)
     # a contiguous diagonal: a strided one compiles to a loop that does not vectorize (3x)
-    _closed64.compiled(f"pairs_{found[0]}")(found[1], q_map(phi, at), at, not one_q, k,
-                                            np.ascontiguousarray(diag), t, k_out, t_out)
-    st.k = k_out.reshape(st.k.shape)
-    st.t = None if st.t is None else t_out.reshape(st.t.shape)
-    st.upper = True   # pairs reads and writes the upper triangle alone
-    return st
-
-
-def _erf_compiled(phi, st, diag, size):
-    """The erf kind at unequal second moments (the arcsine kernel of
-    :func:`._dual._erf_two_q`) in one compiled pass over the upper triangle, or None."""
-    from ..maps import _check_moment, _closed64
-    from ._dual import erf_constants
-    found = erf_constants(phi)
-    if found is None:
-        return None
-    _check_moment(phi, float(diag.max()))   # bounded: never refused, checked as elsewhere
-    k = np.ascontiguousarray(st.k).reshape(size, size)
-    k_out = _empty(st, k.shape)
-    t = k[:0] if st.t is None else np.ascontiguousarray(st.t).reshape(size, size)
-    t_out = np.empty_like(t) if st.t is None else _empty(st, t.shape)
-    _closed64.compiled("pairs_erf_two_q")(*found, k, np.ascontiguousarray(diag), t, k_out,
-                                          t_out)
+    _closed64.compiled(name)(*constants, k, np.ascontiguousarray(diag), t, k_out, t_out)
     st.k = k_out.reshape(st.k.shape)
     st.t = None if st.t is None else t_out.reshape(st.t.shape)
     st.upper = True
