@@ -138,8 +138,8 @@ def _check(module, name):
     from .._jitnumba import _interpreted, is_finite_close
     xs = np.array([-1.0, -0.7, -0.3, 0.0, 0.4, 0.95, 1.0])
     fn = getattr(module, name)
-    if name in ("window_upper", "mirror_upper", "mehler_sum", "pairs_erf_two_q"):
-        return _check_spatial(module, name)
+    if name in _ARRAY_KERNELS:
+        return _check_arrays(module, name)
     if name in ("start", "affine"):
         x, d1, d2 = np.empty_like(xs), np.empty_like(xs), np.empty_like(xs)
         bad = module.start(np.append(xs[:-1], 1.0 + 4e-16), 2, x, d1, d2)
@@ -184,35 +184,42 @@ def _check(module, name):
     return None
 
 
-def _check_spatial(module, name):
-    """None when compiled ``window_upper`` / ``mirror_upper`` / ``mehler_sum`` give the bits
-    of their source run by Python, else why not."""
+def _check_arrays(module, name):
+    """None when compiled ``name`` (one of :data:`_ARRAY_KERNELS`) gives what its source run
+    by Python gives on a small case, else why not: the same bits, or to rounding for
+    ``pairs_erf_two_q`` (its atan2 is numba's libm call against Python's)."""
     from .._jitnumba import _interpreted
     shape = (2, 3, 2, 2, 3, 2)
     k = np.arange(math.prod(shape), dtype=np.float64).reshape(shape)
     taps = np.array([-1, 0, 1])
-    rows, pick = np.array([[0.5, -0.25, 0.125, 0.0], [1.5, 0.75, -0.375, 0.0625]]), np.array(
-        [0, 1, 1], dtype=np.int64)
-    calls = [lambda: (k.reshape(12, 12).copy(),)] if name == "mirror_upper" else [
-        lambda: (rows, pick, pick[::-1].copy(), np.array([3, 4, 2], dtype=np.int64),
-                 np.array([0.3, -0.7, 1.0]), np.zeros(3))] if name == "mehler_sum" else [
-        lambda: (k, taps, taps, 9.0, 2.0, 0.5, np.empty((0,) + shape[1:]), np.zeros(shape),
-                 np.zeros(shape)),                                        # NNGP
-        lambda: (k, taps, taps, 9.0, 2.0, 0.5, k + 1.0, np.zeros(shape), np.zeros(shape))]
-    if name == "pairs_erf_two_q":   # atan2 from numba's libm call and Python's: to rounding
-        square = k.reshape(12, 12)[:4, :4] / 30.0
-        square = square @ square.T
-        calls = [lambda: (0.6, 1.3, 0.2, square, np.diagonal(square).copy(), square + 1.0,
-                          np.zeros((4, 4)), np.zeros((4, 4)))]
+    square = k.reshape(12, 12)[:4, :4] / 30.0
+    square = square @ square.T
+    rows = np.array([[0.5, -0.25, 0.125, 0.0], [1.5, 0.75, -0.375, 0.0625]])
+    pick = np.array([0, 1, 1], dtype=np.int64)
+    calls = {
+        "mirror_upper": [lambda: (k.reshape(12, 12).copy(),)],
+        "window_upper": [   # the NNGP (+ b2), then the NTK (+ the new NNGP)
+            lambda: (k, taps, taps, 9.0, 2.0, 0.5, np.empty((0,) + shape[1:]),
+                     np.zeros(shape), np.zeros(shape)),
+            lambda: (k, taps, taps, 9.0, 2.0, 0.5, k + 1.0, np.zeros(shape), np.zeros(shape))],
+        "mehler_sum": [lambda: (rows, pick, pick[::-1].copy(), np.array([3, 4, 2], np.int64),
+                                np.array([0.3, -0.7, 1.0]), np.zeros(3))],
+        "pairs_erf_two_q": [lambda: (0.6, 1.3, 0.2, square, np.diagonal(square).copy(),
+                                     square + 1.0, np.zeros((4, 4)), np.zeros((4, 4)))],
+    }[name]
+    equal = np.array_equal if name != "pairs_erf_two_q" else (
+        lambda g, w: np.allclose(g, w, rtol=1e-14, atol=0.0))
     for args in calls:
         got, want = args(), args()
         getattr(module, name)(*got)
         _interpreted(module)[name](*want)
-        equal = (lambda g, w: np.allclose(g, w, rtol=1e-14, atol=0.0)) \
-            if name == "pairs_erf_two_q" else np.array_equal
         if not all(equal(g, w) for g, w in zip(got, want)):
             return f"{name} disagrees with its source"
     return None
+
+
+#: The array kernels of the module checked by :func:`_check_arrays`.
+_ARRAY_KERNELS = ("window_upper", "mirror_upper", "mehler_sum", "pairs_erf_two_q")
 
 
 # -- recognising a closed form ------------------------------------------------------------
